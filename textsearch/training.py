@@ -287,6 +287,7 @@ def train(
         limit_train_batches=_count_or_fraction(cfg.limit_train_batches),
         limit_val_batches=_count_or_fraction(cfg.limit_val_batches),
         num_sanity_val_steps=0,
+        log_every_n_steps=1,  # only epoch-level values are logged
         deterministic=False,
         default_root_dir=str(run_dir),
     )

@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -78,7 +77,7 @@ def download(url: str, dest: Path, algorithm: str, expected: str, hint: str = ""
         with os.fdopen(fd, "wb") as out:
             try:
                 response = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
-            except (urllib.error.URLError, socket.timeout, OSError) as err:
+            except (TimeoutError, urllib.error.URLError, OSError) as err:
                 reason = getattr(err, "reason", err)
                 raise UserError(f"cannot download {url} ({reason}). {hint}".strip()) from None
             with response:

@@ -1,0 +1,107 @@
+"""One search trial: the same :func:`textsearch.training.train`, reporting once per epoch.
+
+Inside Ray Tune (:func:`tune_trial`) each epoch's metrics go to ``tune.report`` together
+with a Lightning checkpoint, so ASHA can stop the trial and a stopped, crashed or
+interrupted trial keeps its state.  Outside Ray (:func:`run_trial` with ``in_tune=False``,
+the ``--debug`` run) the same code prints each epoch's metrics instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from textsearch.data import DataBundle
+from textsearch.training import TrainConfig, TrainResult, train
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "model.ckpt"
+REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc")
+
+
+def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
+    """The epoch's metrics as plain floats, plus throughput and the 1-based epoch."""
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if k in REPORTED and v.numel() == 1}
+    metrics.update(pl_module.compute_epoch_stats())
+    metrics["epoch"] = trainer.current_epoch + 1
+    return metrics
+
+
+class TuneReportCallback(Callback):
+    """Reports to Ray Tune at the end of every training epoch (after its validation)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        from ray import tune
+
+        metrics = epoch_metrics(trainer, pl_module)
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer.save_checkpoint(Path(tmp) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+class PrintReportCallback(Callback):
+    """The debug run's stand-in for Tune: prints what a trial would report."""
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        metrics = epoch_metrics(trainer, pl_module)
+        self.history.append(metrics)
+        shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        print(f"[trial report] {shown}", file=sys.stderr, flush=True)
+
+
+def usable_checkpoint(path: Path) -> str | None:
+    """``path`` if it holds a loadable Lightning checkpoint; else warn and return None."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if "state_dict" not in state or "epoch" not in state:
+            raise ValueError("not a Lightning checkpoint")
+    except Exception as err:
+        print(f"textsearch: checkpoint {path} is damaged ({type(err).__name__}: {err}); "
+              "restarting this trial from scratch", file=sys.stderr, flush=True)
+        return None
+    return str(path)
+
+
+def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle | None,
+              run_dir: Path, *, in_tune: bool, cpu_threads: int | None = None,
+              ckpt_path: str | None = None, progress: bool = False,
+              callbacks: list[Callback] | None = None) -> TrainResult:
+    """Train ``fixed`` + ``params`` (params win), as one trial of a search."""
+    cfg = TrainConfig.from_dict({**fixed, **params})
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    reporter = TuneReportCallback() if in_tune else PrintReportCallback()
+    # In Tune, checkpoints are Tune's (one per epoch, best and latest kept).
+    return train(cfg, run_dir, bundle=bundle, callbacks=[reporter, *(callbacks or [])],
+                 ckpt_path=ckpt_path, test=not in_tune, enable_progress_bar=progress,
+                 enable_checkpointing=not in_tune)
+
+
+def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
+               fixed: dict[str, Any] | None = None, cpu_threads: int = 1) -> None:
+    """Ray Tune's entry point (wrapped with ``tune.with_parameters``)."""
+    from ray import tune
+
+    for name in ("pytorch_lightning", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    ckpt_path = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        local = Path(tempfile.mkdtemp(prefix="textsearch-resume-"))
+        checkpoint.to_directory(str(local))
+        ckpt_path = usable_checkpoint(local / CHECKPOINT_FILE)
+    run_trial(config, fixed or {}, bundle, trial_dir, in_tune=True, cpu_threads=cpu_threads,
+              ckpt_path=ckpt_path)
