@@ -129,7 +129,7 @@ class TrainConfig:
     def data_config(self) -> DataConfig:
         return DataConfig(batch_size=self.batch_size, num_workers=self.num_workers,
                           val_fraction=self.val_fraction, data_fraction=self.data_fraction,
-                          pin_memory=self.gpus > 0)
+                          pin_memory=self.gpus > 0, shuffle=not self.overfit_batches)
 
     def cnn_config(self) -> CNNConfig:
         return CNNConfig(num_blocks=self.num_blocks, block=self.block, batchnorm=self.batchnorm,
@@ -272,7 +272,12 @@ def train(
                                         monitor=monitor, mode="max", save_top_k=1,
                                         save_last=False, enable_version_counter=False)
         all_callbacks.append(checkpoint_cb)
-    overfit = cfg.overfit_batches
+    # Overfitting = the same few training batches every epoch, unshuffled (done here rather
+    # than by Lightning, whose overfit mode rebuilds DataLoaders with a per-item sampler).
+    limit_train, limit_val = cfg.limit_train_batches, cfg.limit_val_batches
+    if cfg.overfit_batches:  # here 1 means one batch, not all of them
+        o = cfg.overfit_batches
+        limit_train = limit_val = int(o) if o >= 1 else o
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=devices,
@@ -282,10 +287,9 @@ def train(
         enable_checkpointing=checkpoint_cb is not None,
         enable_progress_bar=enable_progress_bar,
         enable_model_summary=enable_progress_bar,
-        overfit_batches=int(overfit) if overfit >= 1 else overfit,
         fast_dev_run=cfg.fast_dev_run,
-        limit_train_batches=_count_or_fraction(cfg.limit_train_batches),
-        limit_val_batches=_count_or_fraction(cfg.limit_val_batches),
+        limit_train_batches=limit_train if isinstance(limit_train, int) else _count_or_fraction(limit_train),
+        limit_val_batches=limit_val if isinstance(limit_val, int) else _count_or_fraction(limit_val),
         num_sanity_val_steps=0,
         log_every_n_steps=1,  # only epoch-level values are logged
         deterministic=False,

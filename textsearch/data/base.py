@@ -110,6 +110,7 @@ class DataConfig:
     data_fraction: float = 1.0
     split_seed: int = 42
     pin_memory: bool = False
+    shuffle: bool = True  # False: the same batches in the same order every epoch
 
     def validate(self) -> None:
         if self.batch_size <= 0:
@@ -189,7 +190,7 @@ class BaseDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self._ensure_setup()
-        return self._loader(self.data_train, shuffle=True)
+        return self._loader(self.data_train, shuffle=self.config.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         self._ensure_setup()

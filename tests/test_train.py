@@ -1,0 +1,64 @@
+"""``python -m textsearch.train`` as a user runs it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import run_cli, run_main
+from textsearch.train import main as train_main
+
+
+def test_train_cli_prints_val_and_test_accuracy(tmp_path):
+    proc = run_cli("textsearch.train", "--model_class", "CNN", "--data_class", "EMNIST",
+                   "--max_epochs", "2", "--num_blocks", "2", "--block", "residual", "--batchnorm",
+                   "--downsample", "stride", "--conv_dim", "8", "--fc_dim", "32",
+                   "--batch_size", "32", "--no-balance", "--runs_dir", str(tmp_path),
+                   "--name", "r1", "--no_progress_bar")
+    assert proc.returncode == 0, proc.stderr
+    val = float(re.search(r"val_acc: ([0-9.]+)", proc.stdout).group(1))
+    test = float(re.search(r"test_acc: ([0-9.]+)", proc.stdout).group(1))
+    assert val > 0.3 and test > 0.3
+    assert (tmp_path / "r1" / "checkpoints" / "best.ckpt").exists()
+    assert f"tensorboard --logdir {tmp_path / 'r1'}" in proc.stdout
+
+
+BAD = [
+    (["--model_class", "Transformer"], "invalid choice: 'Transformer'"),
+    (["--data_class", ""], "must not be empty"),
+    (["--max_epochs", "zero"], "expected a positive integer"),
+    (["--max_epochs", "0"], "must be > 0"),
+    (["--max_epochs", ""], "expected a positive integer"),
+    (["--batch_size", "-4"], "must be > 0"),
+    (["--lr", "fast"], "expected a positive number"),
+    (["--lr", "nan"], "finite"),
+    (["--num_workers", "-1"], "must be >= 0"),
+    (["--gpus", "1"], "no usable GPU"),
+    (["--num_blocks", "9"], "num_blocks must be between 1 and 6"),
+    (["--num_blocks", "6", "--downsample_every", "1"], "impossible architecture"),
+    (["--block", "dense"], "invalid choice"),
+    (["--overfit_batches", "-1"], "must be >= 0"),
+    (["--data_fraction", "1.5"], "fraction in (0, 1]"),
+    (["--runs_dir", ""], "must not be empty"),
+    (["--unknown_flag", "1"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message, capsys):
+    extra = [] if "--runs_dir" in args else ["--runs_dir", str(tmp_path / "runs")]
+    extra += [] if "--max_epochs" in args else ["--max_epochs", "1"]
+    code, err = run_main(train_main, [*args, *extra], capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert message in lines[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_bad_input_from_a_real_process_is_one_line(tmp_path):
+    proc = run_cli("textsearch.train", "--max_epochs", "0", "--runs_dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("textsearch.train: error: argument --max_epochs/--max-epochs: "
+                                   "must be > 0, got 0")

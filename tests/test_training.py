@@ -1,0 +1,79 @@
+"""The training function: real Lightning fits on tiny synthetic EMNIST."""
+
+from __future__ import annotations
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from textsearch.errors import UserError
+from textsearch.training import TrainConfig, evaluate_checkpoint, train
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(model_class="CNN", data_class="EMNIST", max_epochs=1, batch_size=32,
+                conv_dim=8, fc_dim=32, dropout=0.0, balance=False, lr=3e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_overfitting_two_batches_reaches_high_train_accuracy(tmp_path):
+    cfg = tiny(overfit_batches=2, max_epochs=25, num_blocks=2, block="residual", batchnorm=True,
+               downsample="stride")
+    result = train(cfg, tmp_path / "run", test=False, enable_progress_bar=False)
+    assert result.metrics["train_acc"] >= 0.95
+    assert result.metrics["train_loss"] < 0.3
+
+
+def test_short_fit_learns_tests_best_checkpoint_and_logs(tmp_path):
+    result = train(tiny(max_epochs=3), tmp_path / "run", enable_progress_bar=False)
+    assert result.test_acc is not None and result.test_acc > 0.5  # chance is 0.1
+    assert result.best_checkpoint and result.best_checkpoint.endswith("best.ckpt")
+    again = evaluate_checkpoint(tiny(max_epochs=3), result.best_checkpoint)
+    assert again["test_acc"] == pytest.approx(result.test_acc, abs=1e-6)
+    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"train_loss", "val_loss", "val_acc", "test_acc", "train_samples_per_s", "epoch_s"} <= tags
+    assert len(ea.Scalars("val_acc")) == 3
+    assert ea.Scalars("train_samples_per_s")[0].value > 0
+    content = ea.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+
+
+def test_mlp_trains(tmp_path):
+    result = train(tiny(model_class="MLP", fc1=64, fc2=32, max_epochs=2), tmp_path / "r",
+                   enable_progress_bar=False)
+    assert result.test_acc > 0.3
+
+
+def test_one_cycle_schedule_runs(tmp_path):
+    result = train(tiny(one_cycle_max_lr=0.01, max_epochs=1), tmp_path / "r", test=False,
+                   enable_progress_bar=False)
+    assert result.epochs == 1
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"model_class": "Transformer"}, "unknown model class 'Transformer'; known: MLP, CNN"),
+    ({"data_class": "IAM"}, "unknown data class"),
+    ({"gpus": 1}, "no usable GPU"),
+    ({"batch_size": 0}, "batch_size must be a positive"),
+    ({"max_epochs": -1}, "max_epochs"),
+    ({"num_blocks": 6, "downsample_every": 1}, "impossible architecture"),
+    ({"data_class": "EMNISTLines"}, "single characters"),
+])
+def test_bad_configs_are_refused_before_anything_is_written(tmp_path, kw, match):
+    import torch
+
+    if kw.get("gpus") and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match=match):
+        train(tiny(**kw), tmp_path / "run", enable_progress_bar=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_from_dict_checks_names_and_types():
+    cfg = TrainConfig.from_dict({"num_blocks": 3.0, "lr": 1, "batchnorm": "true"})
+    assert cfg.num_blocks == 3 and cfg.lr == 1.0 and cfg.batchnorm is True
+    with pytest.raises(UserError, match="unknown config key 'num_blocksss'"):
+        TrainConfig.from_dict({"num_blocksss": 3})
+    with pytest.raises(UserError, match="num_blocks must be of type int"):
+        TrainConfig.from_dict({"num_blocks": "three"})
