@@ -37,12 +37,34 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
 
 
 class TuneReportCallback(Callback):
-    """Reports to Ray Tune at the end of every training epoch (after its validation)."""
+    """Reports each epoch to Ray Tune, with a checkpoint, once the epoch is fully done.
+
+    An epoch's metrics are gathered at its end but sent at the start of the next epoch (or
+    at the end of training): by then Lightning has logged and the checkpoint is a clean
+    end-of-epoch one.  This matters because ASHA may stop the trial right after a report.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, float] | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        self._pending = epoch_metrics(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
+        self._report(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        self._report(trainer)
+
+    def _report(self, trainer: pl.Trainer) -> None:
         from ray import tune
 
-        metrics = epoch_metrics(trainer, pl_module)
+        if self._pending is None:
+            return
+        metrics, self._pending = self._pending, None
+        if trainer.logger is not None:
+            trainer.logger.save()
+            trainer.logger.experiment.flush()
         with tempfile.TemporaryDirectory() as tmp:
             trainer.save_checkpoint(Path(tmp) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))

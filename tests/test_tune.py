@@ -1,0 +1,177 @@
+"""Real searches (Ray Tune + Optuna + ASHA + Lightning) on tiny synthetic EMNIST."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from tests.conftest import REPO, run_main
+from textsearch.tune import main as tune_main
+
+SPACES = Path(__file__).parent / "spaces"
+
+
+def read_hparams(event_dir: Path) -> tuple[dict, EventAccumulator]:
+    """A trial's hyperparameters as TensorBoard's HParams plugin reads them."""
+    ea = EventAccumulator(str(event_dir))
+    ea.Reload()
+    content = ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    hp = {}
+    for k, v in data.session_start_info.hparams.items():
+        kind = v.WhichOneof("kind")
+        hp[k] = getattr(v, kind)
+    return hp, ea
+
+
+def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
+    code, err = run_main(tune_main, [
+        "--space", str(SPACES / "asha_certain.py"), "--results_dir", str(tmp_path),
+        "--name", "s", "--max_concurrent", "1", "--seed", "3", "--no_report"], capsys)
+    assert code == 0, err
+    search = tmp_path / "s"
+    summary = json.loads((search / "summary.json").read_text())
+    trials = summary["trials"]
+    assert len(trials) == 4
+
+    # ASHA stopped the useless-lr trials at the first rung; the others ran all epochs
+    useless = [t for t in trials if t["config"]["lr"] == 1e-9]
+    assert len(useless) == 2
+    assert all(t["status"] == "stopped_early" and t["epochs"] == 1 and t["stopped_at_epoch"] == 1
+               for t in useless)
+    stopped = [t for t in trials if t["status"] == "stopped_early"]
+    assert all(t["epochs"] == t["stopped_at_epoch"] < 3 for t in stopped)
+    completed = [t for t in trials if t["status"] == "completed"]
+    assert completed and all(t["epochs"] == 3 for t in completed)
+    assert json.loads((search / "early_stops.json").read_text()).keys() == {t["trial_id"] for t in stopped}
+    assert summary["total_epochs"] == sum(t["epochs"] for t in trials) < 4 * 3
+
+    # the best config is the trial with the best metric, and its checkpoint was tested
+    best = summary["best"]
+    top = max(trials, key=lambda t: t["best_val_acc"] or -1)
+    assert best["trial_id"] == top["trial_id"] and best["val_acc"] == top["best_val_acc"]
+    assert best["params"] == top["config"]
+    assert best["test_acc"] is not None and best["test_acc"] > 0.3  # chance is 0.1
+    assert Path(best["checkpoint"]).exists()
+
+    # trials.csv: one row per trial, best first
+    rows = list(csv.DictReader((search / "trials.csv").open()))
+    assert len(rows) == 4 and rows[0]["trial_id"] == best["trial_id"]
+
+    # TensorBoard: every trial's events hold its hparams and per-epoch val_acc
+    for t in trials:
+        hp, ea = read_hparams(Path(t["path"]) / "tensorboard")
+        assert hp["lr"] == pytest.approx(t["config"]["lr"])
+        assert hp["conv_dim"] == t["config"]["conv_dim"]
+        assert hp["downsample"] == t["config"]["downsample"]
+        assert len(ea.Scalars("val_acc")) == t["epochs"]
+        assert "val_acc" in ea.Tags()["scalars"] and "train_samples_per_s" in ea.Tags()["scalars"]
+
+
+def test_failing_trials_do_not_stop_the_search(tmp_path, capsys):
+    code, err = run_main(tune_main, [
+        "--space", str(SPACES / "failing.py"), "--results_dir", str(tmp_path), "--name", "f",
+        "--max_concurrent", "2", "--max_failures", "0", "--no_report"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "f" / "summary.json").read_text())
+    by_status = {}
+    for t in summary["trials"]:
+        by_status.setdefault(t["status"], []).append(t)
+    assert len(by_status["errored"]) == 2 and len(by_status["completed"]) == 2
+    for t in by_status["errored"]:
+        assert t["config"]["num_blocks"] == 6
+        assert "impossible architecture" in t["error"]
+    assert summary["best"]["params"]["num_blocks"] == 1
+    assert summary["best"]["test_acc"] is not None
+
+
+def test_debug_run_is_in_process_and_prints_config_and_metrics(tmp_path, capsys):
+    import ray
+
+    code, err = run_main(tune_main, [
+        "--space", str(SPACES / "asha_certain.py"), "--debug", "--set", "conv_dim=5",
+        "--set", "downsample=stride", "--max_epochs", "1", "--results_dir", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert not ray.is_initialized()
+    assert "[trial report]" in err and "val_acc=" in err
+    runs = list((tmp_path / "debug").iterdir())
+    assert len(runs) == 1 and (runs[0] / "tensorboard").exists()
+
+
+def test_debug_run_output(tmp_path):
+    from textsearch.tune import build_parser, run_debug
+    from textsearch import spaces
+
+    args = build_parser().parse_args(["--space", str(SPACES / "asha_certain.py"), "--debug",
+                                      "--set", "conv_dim=6", "--fast_dev_run", "2",
+                                      "--results_dir", str(tmp_path)])
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert run_debug(args, spaces.load(args.space)) == 0
+    out = buf.getvalue()
+    assert '"conv_dim": 6' in out and '"lr": 0.003' in out and "metrics:" in out
+
+
+BAD = [
+    (["--space", "nope"], "unknown search space 'nope'; known: cnn_emnist"),
+    (["--space", str(SPACES / "broken_import.py")], "broken_import.py:6: ValueError"),
+    (["--space", str(SPACES / "broken_function.py")], "broken_function.py:8: ZeroDivisionError"),
+    (["--space", "smoke", "--num_samples", "0"], "must be > 0"),
+    (["--space", "smoke", "--num_samples", "many"], "expected a positive integer"),
+    (["--space", "smoke", "--max_epochs", ""], "expected a positive integer"),
+    (["--space", "smoke", "--time_budget_s", "-5"], "must be > 0"),
+    (["--space", "smoke", "--data_fraction", "2"], "fraction in (0, 1]"),
+    (["--space", "smoke", "--reduction_factor", "1"], "reduction_factor must be > 1"),
+    (["--space", "smoke", "--gpus_per_trial", "1"], "has none"),
+    (["--space", "smoke", "--gpus_per_trial", "-1"], "must be >= 0"),
+    (["--space", "smoke", "--address", "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9"),
+    (["--space", "smoke", "--address", "nonsense"], "--address must be"),
+    (["--space", "smoke", "--debug", "--set", "colour=red"], "unknown parameter 'colour'"),
+    (["--space", "smoke", "--debug", "--set", "num_blocks=x"], "expected an integer"),
+    (["--space", "smoke", "--set", "lr=0.1"], "--set belongs to the --debug run"),
+    (["--space", ""], "must not be empty"),
+    ([], "--space is required"),
+    (["--space", "smoke", "--resume"], "no search of space 'smoke'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a)[-60:] for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message, capsys):
+    import torch
+
+    if "--gpus_per_trial" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, err = run_main(tune_main, [*args, "--results_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert message in lines[0]
+
+
+def test_unwritable_results_dir(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, err = run_main(tune_main, ["--space", "smoke", "--results_dir", str(blocker / "runs")],
+                         capsys)
+    assert code == 2 and "cannot create results directory" in err
+
+
+def test_existing_search_name_is_refused(tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "search.json").write_text("{}")
+    code, err = run_main(tune_main, ["--space", "smoke", "--results_dir", str(tmp_path),
+                                     "--name", "taken"], capsys)
+    assert code == 2 and "already exists: use --resume" in err
