@@ -9,6 +9,7 @@ the ``--debug`` run) the same code prints each epoch's metrics instead.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -39,16 +40,20 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
 class TuneReportCallback(Callback):
     """Reports each epoch to Ray Tune, with a checkpoint, once the epoch is fully done.
 
-    An epoch's metrics are gathered at its end but sent at the start of the next epoch (or
-    at the end of training): by then Lightning has logged and the checkpoint is a clean
-    end-of-epoch one.  This matters because ASHA may stop the trial right after a report.
+    At an epoch's end its metrics are gathered and a checkpoint is written (the usual
+    end-of-epoch checkpoint, from which Lightning resumes at the next epoch).  They are
+    sent at the start of the next epoch, or at the end of training, when Lightning has
+    logged the epoch: ASHA may stop the trial right after a report, and nothing of the
+    epoch must be lost then.
     """
 
     def __init__(self) -> None:
-        self._pending: dict[str, float] | None = None
+        self._pending: tuple[dict[str, float], Path] | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
-        self._pending = epoch_metrics(trainer, pl_module)
+        folder = Path(tempfile.mkdtemp(prefix="textsearch-ckpt-"))
+        trainer.save_checkpoint(folder / CHECKPOINT_FILE)
+        self._pending = (epoch_metrics(trainer, pl_module), folder)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
         self._report(trainer)
@@ -61,13 +66,14 @@ class TuneReportCallback(Callback):
 
         if self._pending is None:
             return
-        metrics, self._pending = self._pending, None
+        (metrics, folder), self._pending = self._pending, None
         if trainer.logger is not None:
             trainer.logger.save()
             trainer.logger.experiment.flush()
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer.save_checkpoint(Path(tmp) / CHECKPOINT_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        try:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class PrintReportCallback(Callback):
