@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO
 
 SPACES = Path(__file__).parent / "spaces"

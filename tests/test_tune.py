@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import REPO, run_main
+from tests.conftest import run_main
 from textsearch.tune import main as tune_main
 
 SPACES = Path(__file__).parent / "spaces"
@@ -109,8 +104,8 @@ def test_debug_run_is_in_process_and_prints_config_and_metrics(tmp_path, capsys)
 
 
 def test_debug_run_output(tmp_path):
-    from textsearch.tune import build_parser, run_debug
     from textsearch import spaces
+    from textsearch.tune import build_parser, run_debug
 
     args = build_parser().parse_args(["--space", str(SPACES / "asha_certain.py"), "--debug",
                                       "--set", "conv_dim=6", "--fast_dev_run", "2",

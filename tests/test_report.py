@@ -1,0 +1,101 @@
+"""The search report and the notebooks, on a real tiny search."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import REPO, run_main
+from textsearch.report import main as report_main
+from textsearch.report import write_report
+from textsearch.tune import main as tune_main
+
+SPACES = Path(__file__).parent / "spaces"
+NOTEBOOKS = REPO / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def search_dir(data_root, tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("report-runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TEXTSEARCH_DATA_DIR", str(data_root))
+        code = tune_main(["--space", str(SPACES / "asha_certain.py"), "--results_dir", str(results),
+                          "--name", "r", "--max_concurrent", "1"])
+    assert code == 0
+    return results / "r"
+
+
+def test_search_ends_with_a_report_and_pngs(search_dir):
+    assert (search_dir / "report.html").exists()
+    for name in ("best_vs_time", "best_vs_trials", "curves", "params", "importance"):
+        png = search_dir / f"plot_{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_report_is_self_contained(search_dir):
+    page = write_report(search_dir).read_text()
+    assert len(re.findall(r"<img [^>]*src='data:image/png;base64,", page)) == 5
+    assert not re.search(r"(src|href)=['\"]https?://", page)
+    assert "test accuracy of its best checkpoint" in page
+    assert page.count("<tr") == 1 + 4  # header + one row per trial
+    assert "stopped_early" in page
+
+
+def test_report_cli_bad_input(tmp_path, capsys):
+    code, err = run_main(report_main, [str(tmp_path / "missing")], capsys)
+    assert code == 2 and "is not a directory" in err
+    code, err = run_main(report_main, [str(tmp_path)], capsys)
+    assert code == 2 and "no summary.json" in err and len(err.strip().splitlines()) == 1
+    code, err = run_main(report_main, [""], capsys)
+    assert code == 2 and "must not be empty" in err
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_report_in_a_real_headless_browser(search_dir, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium here (install Debian's chromium to run this check)")
+    page = (search_dir / "report.html").resolve()
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+             "--v=0", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # the page's own check: every <img> decoded to a real bitmap
+    assert 'data-plots-loaded="5"' in dom.stdout, dom.stdout[:500]
+    assert 'data-plots-broken="0"' in dom.stdout
+    console_errors = [ln for ln in dom.stderr.splitlines()
+                      if "CONSOLE" in ln and ("ERROR" in ln or "Uncaught" in ln)]
+    assert console_errors == []
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
+                   capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("name", ["01-look-at-emnist", "02-look-at-emnist-lines",
+                                  "03-compare-trials"])
+def test_notebook_runs_top_to_bottom(name, search_dir, monkeypatch):
+    monkeypatch.setenv("TEXTSEARCH_SEARCH_DIR", str(search_dir))
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit without outputs"
+    client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()  # raises CellExecutionError on any failing cell
+    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                 if "image/png" in o.get("data", {}))
+    assert images >= 3
