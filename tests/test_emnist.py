@@ -66,11 +66,15 @@ def test_datamodule_batches_are_float_in_unit_range(fresh_root):
     assert "train/val/test sizes: 480, 120, 200" in dm.summary()
 
 
-def test_data_fraction_subsamples_train_only(fresh_root):
-    write_emnist(fresh_root / "downloaded" / "emnist")
+def test_data_fraction_shrinks_train_and_keeps_enough_val(fresh_root):
+    write_emnist(fresh_root / "downloaded" / "emnist", n_train=6000)
     dm = EMNIST(DataConfig(data_fraction=0.25), balance=False)
     dm.setup()
-    assert len(dm.data_train) == 120 and len(dm.data_val) == 120
+    assert len(dm.data_train) == 1200  # 25% of 4800
+    assert len(dm.data_val) == 1000  # 25% of 1200 is 300: the floor of 1000 applies
+    full = EMNIST(DataConfig(data_fraction=1.0), balance=False)
+    full.setup()
+    assert set(dm.data_val.indices) <= set(full.data_val.indices)
 
 
 def test_gzip_zip_is_extracted_and_used(fresh_root, tmp_path, monkeypatch):

@@ -59,6 +59,11 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
     assert best["test_acc"] is not None and best["test_acc"] > 0.3  # chance is 0.1
     assert Path(best["checkpoint"]).exists()
 
+    # every trial trained on the driver's data through Ray's object store, without a copy
+    for t in trials:
+        rows = list(csv.DictReader((Path(t["path"]) / "progress.csv").open()))
+        assert rows and all(float(r["data_shared"]) == 1.0 for r in rows)
+
     # trials.csv: one row per trial, best first
     rows = list(csv.DictReader((search / "trials.csv").open()))
     assert len(rows) == 4 and rows[0]["trial_id"] == best["trial_id"]

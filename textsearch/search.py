@@ -65,6 +65,8 @@ class SearchSettings:
     cpus_per_trial: int = 1
     time_budget_s: float = 0.0
     max_failures: int = 2
+    searcher: str = "tpe"  # "tpe" (Optuna's TPE) or "random" (Optuna's random sampler)
+    scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
     fixed: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -182,8 +184,17 @@ def search_lock(search_dir: Path) -> Iterator[None]:
 
 
 # -- the search -----------------------------------------------------------------------------
+SEARCHERS = ("tpe", "random")
+SCHEDULERS = ("asha", "fifo")
+
+
 def make_scheduler(settings: SearchSettings):
+    from ray.tune.schedulers import FIFOScheduler
+
     from textsearch.asha import RecordingASHA
+
+    if settings.scheduler == "fifo":
+        return FIFOScheduler()
 
     return RecordingASHA(
         record_path=str(settings.search_dir / EARLY_STOPS_FILE),
@@ -201,8 +212,12 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if settings.searcher == "random":
+        sampler = optuna.samplers.RandomSampler(seed=settings.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=settings.seed)
     return OptunaSearch(space=space.space, metric=settings.metric, mode=settings.mode,
-                        sampler=optuna.samplers.TPESampler(seed=settings.seed))
+                        sampler=sampler)
 
 
 def make_trainable(settings: SearchSettings, bundle, total_cpus: float):

@@ -34,6 +34,11 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
                if k in REPORTED and v.numel() == 1}
     metrics.update(pl_module.compute_epoch_stats())
     metrics["epoch"] = trainer.current_epoch + 1
+    dm = getattr(trainer, "datamodule", None)
+    if dm is not None and dm.bundle is not None:
+        # 1.0 when the images are a read-only view into shared memory (Ray's object store),
+        # i.e. this trial holds no copy of its own.
+        metrics["data_shared"] = float(not dm.bundle.x_trainval.flags.writeable)
     return metrics
 
 

@@ -39,7 +39,9 @@ def build_parser() -> cli.Parser:
     g.add_argument("--max_concurrent", "--max-concurrent", type=cli.nonnegative_int, help="trials at once (0: as resources allow)")
     g.add_argument("--gpus_per_trial", "--gpus-per-trial", type=cli.nonnegative_float, help="GPUs per trial, fractions allowed (default: 0 without GPUs, else 0.25)")
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
-    g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the TPE sampler")
+    g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
+    g.add_argument("--searcher", choices=["tpe", "random"], default="tpe", help="Optuna sampler: TPE or random search")
+    g.add_argument("--scheduler", choices=["asha", "fifo"], default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
     g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
     g.add_argument("--max_failures", "--max-failures", type=cli.nonnegative_int, default=2, help="retries of a crashed trial (from its last checkpoint)")
@@ -106,6 +108,8 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
         cpus_per_trial=args.cpus_per_trial,
         time_budget_s=args.time_budget_s or 0.0,
         max_failures=args.max_failures,
+        searcher=args.searcher,
+        scheduler=args.scheduler,
         fixed=fixed,
     )
     if settings.reduction_factor <= 1:

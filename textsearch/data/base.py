@@ -123,6 +123,9 @@ class DataConfig:
             raise UserError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
 
 
+MIN_VAL = 1000  # validation examples kept when data_fraction shrinks the splits
+
+
 class BaseDataModule(pl.LightningDataModule):
     """Base for every dataset: subclasses implement :meth:`prepare_data` and :meth:`load`."""
 
@@ -164,14 +167,16 @@ class BaseDataModule(pl.LightningDataModule):
         return self.get_bundle().output_dims
 
     def split_indices(self) -> tuple[np.ndarray, np.ndarray]:
-        """Fixed-seed train/val split of the training file, then ``data_fraction`` of train."""
+        """Fixed-seed train/val split of the training file, then ``data_fraction`` of each."""
         n = len(self.get_bundle().y_trainval)
         perm = np.random.default_rng(self.config.split_seed).permutation(n)
         n_val = max(1, int(round(n * self.config.val_fraction)))
-        val, train = np.sort(perm[:n_val]), perm[n_val:]
-        if self.config.data_fraction < 1.0:
-            train = train[: max(1, int(round(len(train) * self.config.data_fraction)))]
-        return np.sort(train), val
+        val, train = perm[:n_val], perm[n_val:]
+        f = self.config.data_fraction
+        if f < 1.0:
+            train = train[: max(1, int(round(len(train) * f)))]
+            val = val[: max(min(len(val), MIN_VAL), int(round(len(val) * f)))]
+        return np.sort(train), np.sort(val)
 
     def setup(self, stage: str | None = None) -> None:
         b = self.get_bundle()
