@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 
 from tests.conftest import REPO
 
@@ -11,6 +12,7 @@ from tests.conftest import REPO
 def load_runner():
     spec = importlib.util.spec_from_file_location("bench_run", REPO / "benchmarks" / "run.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
