@@ -118,3 +118,66 @@ def test_concurrent_search_with_the_same_name_is_refused(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def trial_pids(search: Path) -> dict[str, set[int]]:
+    """The worker pids that reported for each trial (one more after each retry)."""
+    import csv
+
+    out: dict[str, set[int]] = {}
+    for f in search.glob("trial_*/progress.csv"):
+        rows = list(csv.DictReader(f.open())) if f.stat().st_size else []
+        out[f.parent.name] = {int(r["pid"]) for r in rows}
+    return out
+
+
+def test_killed_trial_is_retried_from_its_checkpoint_then_errored(tmp_path):
+    proc = start_search(tmp_path, "t", "--max_failures", "1")
+    search = tmp_path / "t"
+    killed: dict[str, list[int]] = {}
+
+    def kill_new_workers(limit_per_trial: dict[int, int]) -> bool:
+        """Kill each trial's current worker once it reported; the n-th trial up to its limit."""
+        pids = trial_pids(search)
+        order = sorted(pids, key=lambda t: (search / t).stat().st_ctime)
+        for n, trial in enumerate(order):
+            done = killed.setdefault(trial, [])
+            fresh = pids[trial] - set(done)
+            if fresh and len(done) < limit_per_trial.get(n, 0):
+                pid = max(fresh)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                done.append(pid)
+        return False
+
+    deadline = time.time() + 400
+    while proc.poll() is None and time.time() < deadline:
+        kill_new_workers({0: 1, 1: 2})  # trial 1: killed once; trial 2: killed twice
+        time.sleep(0.1)
+    assert proc.returncode == 0, (tmp_path / "t.log").read_text()[-3000:]
+    summary = json.loads((search / "summary.json").read_text())
+    by_dir = {Path(t["path"]).name: t for t in summary["trials"]}
+    first, second = sorted(killed, key=lambda t: (search / t).stat().st_ctime)[:2]
+    assert len(killed[first]) == 1 and len(killed[second]) == 2
+    # killed once, retried from its checkpoint, finished: no epoch trained twice
+    assert by_dir[first]["status"] == "completed" and by_dir[first]["epochs"] == 4
+    import csv
+
+    epochs = [int(r["epoch"]) for r in csv.DictReader((search / first / "progress.csv").open())]
+    assert epochs == [1, 2, 3, 4]
+    # killed more often than --max_failures allows: errored, and the search went on
+    assert by_dir[second]["status"] == "errored" and by_dir[second]["error"]
+    assert summary["status_counts"].get("completed") == 2
+    assert summary["best"] is not None
+
+
+def test_damaged_checkpoint_is_reported_and_not_used(tmp_path, capsys):
+    from textsearch.trial import usable_checkpoint
+
+    bad = tmp_path / "model.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    assert usable_checkpoint(bad) is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is damaged" in err[0] and "from scratch" in err[0]

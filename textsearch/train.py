@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.pop("no_progress_bar")
     cfg = TrainConfig.from_dict(args)
     cfg.validate()
+    if name is not None and (name in (".", "..") or "/" in name):
+        raise UserError(f"--name must be a plain folder name, got {name!r}")
     name = name or f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.model_class}_{cfg.data_class}"
     run_dir = runs_dir / name
     if run_dir.exists():

@@ -87,6 +87,11 @@ def latest_search(results_dir: Path, space: str) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
+def check_name(name: str | None) -> None:
+    if name is not None and (name in (".", "..") or "/" in name or "\\" in name):
+        raise UserError(f"--name must be a plain folder name, got {name!r}")
+
+
 def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
     from textsearch.search import SearchSettings
 
@@ -211,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.space and not (args.resume and args.name):
         raise UserError("--space is required (see --list)")
+    check_name(args.name)
     if args.debug:
         return run_debug(args, spaces.load(args.space))
     for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
