@@ -13,6 +13,7 @@ alternating the arms; min/median/max are over the repetitions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -149,6 +150,10 @@ def settings_for(space_name: str, name: str, results: Path, **kw) -> tuple[Searc
 
 
 def search(space_name: str, name: str, results: Path, **kw) -> dict:
+    """Run one search, or reuse it if this results folder already holds it finished."""
+    done = results / name / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
     settings, space = settings_for(space_name, name, results, **kw)
     settings.search_dir.mkdir(parents=True, exist_ok=True)
     return run_search(settings, space)
@@ -333,13 +338,12 @@ def bench_search(mode: Mode, results: Path) -> dict:
         runs = {}
         for arm, (searcher, scheduler) in ARMS.items():
             name = f"search-{searcher}-{scheduler}-{seed}"
-            start = time.time()
             summary = search("cnn_emnist", name, results, num_samples=mode.search_samples,
                              max_epochs=mode.search_epochs, data_fraction=mode.search_fraction,
                              seed=seed, searcher=searcher, scheduler=scheduler, max_failures=0)
             best = summary["best"] or {}
             runs[arm] = {"dir": str(results / name), "epochs": summary["total_epochs"],
-                         "wall_s": time.time() - start, "best_val_acc": best.get("val_acc"),
+                         "wall_s": summary["wall_s"], "best_val_acc": best.get("val_acc"),
                          "test_acc": best.get("test_acc")}
         overall = max(r["best_val_acc"] for r in runs.values())
         for r in runs.values():
@@ -470,9 +474,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small fractions, few trials")
     parser.add_argument("--only", default=",".join(ITEMS), help=f"comma list of {ITEMS}")
-    parser.add_argument("--results", default=None, help="folder for the searches it runs")
+    parser.add_argument("--results", default=None,
+                        help="folder for the searches it runs (finished ones there are reused)")
+    parser.add_argument("--seeds", type=int, help="override the mode's number of search seeds")
+    parser.add_argument("--accuracy_budget_s", type=float, help="override the accuracy search budget")
+    parser.add_argument("--retrain_epochs", type=int, help="override the accuracy retraining epochs")
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
+    overrides = {k: getattr(args, k) for k in ("seeds", "accuracy_budget_s", "retrain_epochs")
+                 if getattr(args, k) is not None}
+    mode = dataclasses.replace(mode, **overrides)
     items = [i.strip() for i in args.only.split(",") if i.strip()]
     unknown = set(items) - set(ITEMS)
     if unknown:
@@ -481,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.results or RESULTS / "raw" / f"{mode.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     work.mkdir(parents=True, exist_ok=True)
     EMNIST().prepare_data()
-    res: dict = {}
+    previous = RESULTS / f"{mode.name}.json"
+    res: dict = json.loads(previous.read_text()) if previous.exists() else {}
     for item in items:
         start = time.time()
         fn = globals()[f"bench_{item}"]
@@ -489,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         res[item]["seconds"] = time.time() - start
         print(f"[{item}] done in {res[item]['seconds']:.0f} s", file=sys.stderr, flush=True)
         (RESULTS / f"{mode.name}.json").write_text(json.dumps(res, indent=1, default=str))
+    res = {k: res[k] for k in ITEMS if k in res}
     text = markdown(mode, res)
     (RESULTS / f"{mode.name}.md").write_text(text)
     print(text)

@@ -67,6 +67,7 @@ class SearchSettings:
     max_failures: int = 2
     searcher: str = "tpe"  # "tpe" (Optuna's TPE) or "random" (Optuna's random sampler)
     scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
+    startup_trials: int = 10  # TPE samples at random until this many trials exist
     fixed: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -215,7 +216,8 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     if settings.searcher == "random":
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
     else:
-        sampler = optuna.samplers.TPESampler(seed=settings.seed)
+        sampler = optuna.samplers.TPESampler(seed=settings.seed,
+                                             n_startup_trials=settings.startup_trials)
     return OptunaSearch(space=space.space, metric=settings.metric, mode=settings.mode,
                         sampler=sampler)
 

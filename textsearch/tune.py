@@ -41,6 +41,7 @@ def build_parser() -> cli.Parser:
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
     g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
     g.add_argument("--searcher", choices=["tpe", "random"], default="tpe", help="Optuna sampler: TPE or random search")
+    g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, default=10, help="TPE: trials sampled at random before TPE models the results (searches of at most this many trials are random searches)")
     g.add_argument("--scheduler", choices=["asha", "fifo"], default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
     g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
@@ -115,6 +116,7 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
         max_failures=args.max_failures,
         searcher=args.searcher,
         scheduler=args.scheduler,
+        startup_trials=args.startup_trials,
         fixed=fixed,
     )
     if settings.reduction_factor <= 1:
