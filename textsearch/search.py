@@ -246,8 +246,8 @@ def run_config(settings: SearchSettings):
         callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
         progress_reporter=tune.CLIReporter(
             metric_columns=["epoch", "val_acc", "val_loss", "train_samples_per_s"],
-            max_report_frequency=30, sort_by_metric=True, metric=settings.metric,
-            mode=settings.mode),
+            # not sort_by_metric: Ray's sort fails on trials that ended without a result
+            max_report_frequency=30, metric=settings.metric, mode=settings.mode),
         verbose=1,
     )
 
