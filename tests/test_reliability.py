@@ -23,11 +23,11 @@ def progress_rows(search: Path) -> dict[str, int]:
     return rows
 
 
-def start_search(results: Path, name: str, *extra: str) -> subprocess.Popen:
+def start_search(results: Path, name: str, *extra: str, space: str = "slow.py") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = (results / f"{name}.log").open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / "slow.py"),
+        [sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / space),
          "--results_dir", str(results), "--name", name, "--max_concurrent", "1", "--no_report",
          *extra], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
@@ -120,41 +120,42 @@ def test_concurrent_search_with_the_same_name_is_refused(tmp_path):
         proc.wait()
 
 
-def trial_pids(search: Path) -> dict[str, set[int]]:
-    """The worker pids that reported for each trial (one more after each retry)."""
+def trial_reports(search: Path) -> dict[str, list[tuple[int, int]]]:
+    """(worker pid, epoch) of every report, per trial (a retry reports from a new pid)."""
     import csv
 
-    out: dict[str, set[int]] = {}
+    out: dict[str, list[tuple[int, int]]] = {}
     for f in search.glob("trial_*/progress.csv"):
         rows = list(csv.DictReader(f.open())) if f.stat().st_size else []
-        out[f.parent.name] = {int(r["pid"]) for r in rows}
+        out[f.parent.name] = [(int(r["pid"]), int(r["epoch"])) for r in rows]
     return out
 
 
 def test_killed_trial_is_retried_from_its_checkpoint_then_errored(tmp_path):
-    proc = start_search(tmp_path, "t", "--max_failures", "1")
+    proc = start_search(tmp_path, "t", "--max_failures", "1", space="retry.py")
     search = tmp_path / "t"
     killed: dict[str, list[int]] = {}
 
-    def kill_new_workers(limit_per_trial: dict[int, int]) -> bool:
-        """Kill each trial's current worker once it reported; the n-th trial up to its limit."""
-        pids = trial_pids(search)
-        order = sorted(pids, key=lambda t: (search / t).stat().st_ctime)
+    def kill_workers(limit_per_trial: dict[int, int]) -> None:
+        """Kill a trial's worker while it is mid-training (it reported, epochs still to go)."""
+        reports = trial_reports(search)
+        order = sorted(reports, key=lambda t: (search / t).stat().st_ctime)
         for n, trial in enumerate(order):
             done = killed.setdefault(trial, [])
-            fresh = pids[trial] - set(done)
-            if fresh and len(done) < limit_per_trial.get(n, 0):
-                pid = max(fresh)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                done.append(pid)
-        return False
+            if not reports[trial] or len(done) >= limit_per_trial.get(n, 0):
+                continue
+            pid, epoch = reports[trial][-1]
+            if pid in done or epoch >= 5:  # 5 = the last epoch: nothing left to kill
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            done.append(pid)
 
     deadline = time.time() + 400
     while proc.poll() is None and time.time() < deadline:
-        kill_new_workers({0: 1, 1: 2})  # trial 1: killed once; trial 2: killed twice
+        kill_workers({0: 1, 1: 2})  # trial 1: killed once; trial 2: killed twice
         time.sleep(0.1)
     assert proc.returncode == 0, (tmp_path / "t.log").read_text()[-3000:]
     summary = json.loads((search / "summary.json").read_text())
@@ -162,11 +163,11 @@ def test_killed_trial_is_retried_from_its_checkpoint_then_errored(tmp_path):
     first, second = sorted(killed, key=lambda t: (search / t).stat().st_ctime)[:2]
     assert len(killed[first]) == 1 and len(killed[second]) == 2
     # killed once, retried from its checkpoint, finished: no epoch trained twice
-    assert by_dir[first]["status"] == "completed" and by_dir[first]["epochs"] == 4
+    assert by_dir[first]["status"] == "completed" and by_dir[first]["epochs"] == 5
     import csv
 
     epochs = [int(r["epoch"]) for r in csv.DictReader((search / first / "progress.csv").open())]
-    assert epochs == [1, 2, 3, 4]
+    assert epochs == [1, 2, 3, 4, 5]
     # killed more often than --max_failures allows: errored, and the search went on
     assert by_dir[second]["status"] == "errored" and by_dir[second]["error"]
     assert summary["status_counts"].get("completed") == 2

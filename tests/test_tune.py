@@ -175,3 +175,13 @@ def test_existing_search_name_is_refused(tmp_path, capsys):
     code, err = run_main(tune_main, ["--space", "smoke", "--results_dir", str(tmp_path),
                                      "--name", "taken"], capsys)
     assert code == 2 and "already exists: use --resume" in err
+
+
+def test_time_budget_ends_the_search_cleanly(tmp_path, capsys):
+    code, err = run_main(tune_main, [
+        "--space", str(SPACES / "slow.py"), "--results_dir", str(tmp_path), "--name", "b",
+        "--max_concurrent", "1", "--time_budget_s", "12", "--no_report"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["wall_s"] >= 12
+    assert summary["status_counts"].get("completed", 0) < 3  # the budget cut the search short

@@ -185,6 +185,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"summary: {search_dir / 'summary.json'}")
     print(f"tensorboard --logdir {search_dir} --host 127.0.0.1")
     unfinished = summary["status_counts"].get("unfinished", 0)
+    budget = settings.time_budget_s
+    if unfinished and budget and (summary.get("wall_s") or 0) >= budget:
+        print(f"time budget of {budget:g} s reached: {unfinished} trial(s) stopped unfinished "
+              "(their checkpoints are kept)")
+        return 0
     if unfinished:
         print(f"{unfinished} trial(s) unfinished; continue with: python -m textsearch.tune "
               f"--space {settings.space} --name {settings.name} --results_dir "
