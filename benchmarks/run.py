@@ -373,14 +373,15 @@ def plot_search(per_seed: list[dict], results: Path) -> None:
 
     fig, axes = plt.subplots(1, len(per_seed), figsize=(5 * len(per_seed), 3.8), squeeze=False)
     for ax, runs, seed in zip(axes.flat, per_seed, range(len(per_seed))):
-        for arm, r in runs.items():
+        for (arm, r), style in zip(runs.items(), ("-", "--", ":")):
             rows = sorted(progress(Path(r["dir"])), key=lambda x: x["timestamp"])
             best = np.maximum.accumulate([x["val_acc"] for x in rows])
-            ax.step(range(1, len(best) + 1), best, where="post", label=arm)
+            ax.step(range(1, len(best) + 1), best, where="post", label=arm, linestyle=style,
+                    lw=2.5 if style == "-" else 1.8)
         ax.set(title=f"seed {seed}", xlabel="epochs trained (all trials)", ylabel="best val_acc")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(loc="lower right", fontsize=9)
-    fig.suptitle("Best val_acc against compute: TPE+ASHA vs random+ASHA vs random")
+    fig.suptitle("Best val_acc against epochs trained")
     fig.tight_layout()
     fig.savefig(RESULTS / "search_efficiency.png", dpi=100)
 
