@@ -8,6 +8,7 @@ the ``--debug`` run) the same code prints each epoch's metrics instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import sys
@@ -130,11 +131,9 @@ def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
     for name in ("pytorch_lightning", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
     trial_dir = Path(tune.get_context().get_trial_dir())
-    ckpt_path = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        local = Path(tempfile.mkdtemp(prefix="textsearch-resume-"))
-        checkpoint.to_directory(str(local))
-        ckpt_path = usable_checkpoint(local / CHECKPOINT_FILE)
-    run_trial(config, fixed or {}, bundle, trial_dir, in_tune=True, cpu_threads=cpu_threads,
-              ckpt_path=ckpt_path)
+    # A local checkpoint is read where it is; a remote one is fetched and removed afterwards.
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as local:
+        ckpt_path = usable_checkpoint(Path(local) / CHECKPOINT_FILE) if local else None
+        run_trial(config, fixed or {}, bundle, trial_dir, in_tune=True,
+                  cpu_threads=cpu_threads, ckpt_path=ckpt_path)
