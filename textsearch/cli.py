@@ -73,3 +73,11 @@ def nonempty_str(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return text
+
+
+def folder_name(text: str) -> str:
+    """A plain folder name (runs and searches are written under it): no path separators."""
+    text = nonempty_str(text)
+    if text in (".", "..") or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"must be a plain folder name, got {text!r}")
+    return text

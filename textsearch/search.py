@@ -61,7 +61,7 @@ class SearchSettings:
     mode: str
     seed: int = 0
     max_concurrent: int = 0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = None  # None: decided from the cluster's GPUs
     cpus_per_trial: int = 1
     time_budget_s: float = 0.0
     max_failures: int = 2
@@ -270,10 +270,12 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     from textsearch.summary import summarize
 
     started = time.time()
-    bundle = prepare_data(settings)
     init_ray(address)
     total_cpus, total_gpus = cluster_resources()
+    if settings.gpus_per_trial is None:
+        settings.gpus_per_trial = default_gpus_per_trial(total_gpus)
     check_gpus(settings.gpus_per_trial, total_gpus)
+    bundle = prepare_data(settings)
     trainable = make_trainable(settings, bundle, total_cpus)
     path = str(settings.search_dir.resolve())
     if resume:

@@ -87,7 +87,7 @@ def build_parser() -> cli.Parser:
     add_config_flags(parser)
     parser.add_flag("runs_dir", type=cli.nonempty_str, default="runs/train",
                     help="folder for the run's logs and checkpoints")
-    parser.add_flag("name", type=cli.nonempty_str, default=None,
+    parser.add_flag("name", type=cli.folder_name, default=None,
                     help="run name (default: time stamp, model and data class)")
     parser.add_flag("no_progress_bar", action="store_true", help="hide Lightning's progress bar")
     return parser
@@ -100,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.pop("no_progress_bar")
     cfg = TrainConfig.from_dict(args)
     cfg.validate()
-    if name is not None and (name in (".", "..") or "/" in name):
-        raise UserError(f"--name must be a plain folder name, got {name!r}")
     name = name or f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.model_class}_{cfg.data_class}"
     run_dir = runs_dir / name
     if run_dir.exists():

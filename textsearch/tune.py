@@ -22,6 +22,7 @@ from pathlib import Path
 
 from textsearch import cli, spaces
 from textsearch.errors import UserError, cli_entry
+from textsearch.search import SCHEDULERS, SEARCHERS
 
 EXIT_INTERRUPTED = 130
 
@@ -40,13 +41,13 @@ def build_parser() -> cli.Parser:
     g.add_argument("--gpus_per_trial", "--gpus-per-trial", type=cli.nonnegative_float, help="GPUs per trial, fractions allowed (default: 0 without GPUs, else 0.25)")
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
     g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
-    g.add_argument("--searcher", choices=["tpe", "random"], default="tpe", help="Optuna sampler: TPE or random search")
+    g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE or random search")
     g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, default=10, help="TPE: trials sampled at random before TPE models the results (searches of at most this many trials are random searches)")
-    g.add_argument("--scheduler", choices=["asha", "fifo"], default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
+    g.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
     g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
     g.add_argument("--max_failures", "--max-failures", type=cli.nonnegative_int, default=2, help="retries of a crashed trial (from its last checkpoint)")
-    g.add_argument("--name", type=cli.nonempty_str, help="search name (default: <space>-<time stamp>)")
+    g.add_argument("--name", type=cli.folder_name, help="search name (default: <space>-<time stamp>)")
     g.add_argument("--results_dir", "--results-dir", type=cli.nonempty_str, default="runs", help="where searches are written")
     g.add_argument("--address", type=cli.nonempty_str, help="an existing Ray cluster: 'auto', 'host:port' or 'ray://host:port'")
     g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest of --space)")
@@ -88,18 +89,18 @@ def latest_search(results_dir: Path, space: str) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def check_name(name: str | None) -> None:
-    if name is not None and (name in (".", "..") or "/" in name or "\\" in name):
-        raise UserError(f"--name must be a plain folder name, got {name!r}")
+def fixed_config(args: argparse.Namespace, space: spaces.SearchSpace) -> dict:
+    """The config every trial shares: the space's fixed values, epochs and data fraction."""
+    d = space.defaults
+    return {**d.fixed, "max_epochs": args.max_epochs or d.max_epochs,
+            "data_fraction": args.data_fraction or d.data_fraction}
 
 
 def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
     from textsearch.search import SearchSettings
 
     d = space.defaults
-    fixed = dict(d.fixed)
-    fixed["max_epochs"] = args.max_epochs or d.max_epochs
-    fixed["data_fraction"] = args.data_fraction or d.data_fraction
+    fixed = fixed_config(args, space)
     settings = SearchSettings(
         space=space.name, space_path=str(space.path),
         name=args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -110,7 +111,7 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
         reduction_factor=args.reduction_factor or d.reduction_factor,
         metric=d.metric, mode=d.mode, seed=args.seed,
         max_concurrent=args.max_concurrent if args.max_concurrent is not None else d.max_concurrent,
-        gpus_per_trial=args.gpus_per_trial or 0.0,
+        gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
         time_budget_s=args.time_budget_s or 0.0,
         max_failures=args.max_failures,
@@ -129,9 +130,7 @@ def run_debug(args: argparse.Namespace, space: spaces.SearchSpace) -> int:
 
     pins = spaces.parse_pins(args.set, space)
     params, _ = spaces.sample(space, seed=args.seed, pinned=pins)
-    fixed = dict(space.defaults.fixed)
-    fixed["max_epochs"] = args.max_epochs or space.defaults.max_epochs
-    fixed["data_fraction"] = args.data_fraction or space.defaults.data_fraction
+    fixed = fixed_config(args, space)
     if args.gpus_per_trial:
         fixed["gpus"] = min(1.0, args.gpus_per_trial)
     for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
@@ -153,7 +152,7 @@ def run_debug(args: argparse.Namespace, space: spaces.SearchSpace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from textsearch.search import SearchSettings, search_lock
+    from textsearch.search import SearchSettings, run_search, search_lock
     from textsearch.summary import format_summary
 
     results_dir = Path(args.results_dir)
@@ -172,10 +171,8 @@ def run(args: argparse.Namespace) -> int:
         if settings.search_dir.exists() and any(settings.search_dir.iterdir()):
             raise UserError(f"search {settings.search_dir} already exists: use --resume to "
                             "continue it or choose another --name")
-    if args.gpus_per_trial is None and not args.resume:
-        settings.gpus_per_trial = -1.0  # decided once Ray reports the cluster's GPUs
     with search_lock(settings.search_dir):
-        summary = _run_locked(settings, space, args)
+        summary = run_search(settings, space, resume=args.resume, address=args.address)
     print(format_summary(summary))
     search_dir = settings.search_dir
     if not args.no_report:
@@ -198,23 +195,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_locked(settings, space, args):
-    from textsearch.search import (
-        check_gpus,
-        cluster_resources,
-        default_gpus_per_trial,
-        init_ray,
-        run_search,
-    )
-
-    init_ray(args.address)
-    _, gpus = cluster_resources()
-    if settings.gpus_per_trial < 0:
-        settings.gpus_per_trial = default_gpus_per_trial(gpus)
-    check_gpus(settings.gpus_per_trial, gpus)
-    return run_search(settings, space, resume=args.resume, address=args.address)
-
-
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -223,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.space and not (args.resume and args.name):
         raise UserError("--space is required (see --list)")
-    check_name(args.name)
     if args.debug:
         return run_debug(args, spaces.load(args.space))
     for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
