@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 EXIT_USER_ERROR = 2
@@ -29,7 +30,10 @@ def cli_entry(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except UserError as err:
-            prog = main.__module__.rsplit(".", 1)[-1]
+            module = main.__module__
+            if module == "__main__":  # run as ``python -m textsearch.NAME``
+                module = Path(sys.argv[0]).stem
+            prog = module.rsplit(".", 1)[-1]
             print(f"textsearch.{prog}: error: {err}", file=sys.stderr, flush=True)
             return EXIT_USER_ERROR
 

@@ -102,9 +102,18 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
         raise UserError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}") from None
 
 
+class _DropAdvisory(logging.Filter):
+    """Drops Ray's notice that token authentication is on by default (it stays on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
 def init_ray(address: str | None) -> None:
     import ray
 
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        _DropAdvisory())
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -69,7 +69,8 @@ def trial_rows(settings: SearchSettings, grid) -> list[dict[str, Any]]:
             f"last_{settings.metric}": values[-1] if values else None,
             "stopped_at_epoch": stops.get(trial_id),
             "error": error_line(result.error),
-            "config": {k: v for k, v in (result.config or {}).items()},
+            # a trial that never started has no result config; its Trial still has one
+            "config": dict(result.config or getattr(trial, "config", None) or {}),
             "path": str(result.path),
             "_result": result,
         })

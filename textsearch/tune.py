@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -171,8 +172,15 @@ def run(args: argparse.Namespace) -> int:
         if settings.search_dir.exists() and any(settings.search_dir.iterdir()):
             raise UserError(f"search {settings.search_dir} already exists: use --resume to "
                             "continue it or choose another --name")
-    with search_lock(settings.search_dir):
-        summary = run_search(settings, space, resume=args.resume, address=args.address)
+    new_dir = not settings.search_dir.exists()
+    try:
+        with search_lock(settings.search_dir):
+            summary = run_search(settings, space, resume=args.resume, address=args.address)
+    except BaseException:
+        # A search that failed before it started (no search.json) leaves no folder behind.
+        if new_dir and not (settings.search_dir / "search.json").exists():
+            shutil.rmtree(settings.search_dir, ignore_errors=True)
+        raise
     print(format_summary(summary))
     search_dir = settings.search_dir
     if not args.no_report:
