@@ -40,3 +40,33 @@ def test_epochs_to_reach_orders_reports_by_time(tmp_path):
     assert run.epochs_to_reach(tmp_path, 0.44) == 2
     assert run.epochs_to_reach(tmp_path, 0.5) == 3
     assert run.epochs_to_reach(tmp_path, 0.9) is None
+
+
+def test_search_and_accuracy_items_run_end_to_end(tmp_path):
+    """Three real tiny searches per seed and a time-boxed search + retraining, on synthetic EMNIST."""
+    run = load_runner()
+    mode = dataclasses.replace(
+        run.QUICK, seeds=1, search_samples=2, search_epochs=2, search_fraction=1.0, startup_trials=1,
+        accuracy_budget_s=25, accuracy_fraction=1.0, accuracy_epochs=1, retrain_epochs=2,
+        retrain_budget_s=30, retrain_fraction=1.0)
+    res = {"search": run.bench_search(mode, tmp_path / "work", plots=tmp_path),
+           "accuracy": run.bench_accuracy(mode, tmp_path / "work")}
+    assert (tmp_path / "search_efficiency_quick.png").stat().st_size > 0
+    for arm in run.ARMS:
+        r = res["search"][arm]
+        assert 0.0 <= r["best_val_acc"]["median"] <= 1.0
+        assert 2 <= r["epochs"]["median"] <= 4  # 2 trials, at most 2 epochs each
+    assert res["search"]["c: random, no early stopping"]["epochs"]["median"] == 4
+    acc = res["accuracy"]
+    assert acc["search_trials"] >= 1 and 1 <= acc["retrain_epochs"] <= 2
+    assert 0.0 <= acc["test_acc"] <= 1.0
+    table = run.markdown(mode, res)
+    assert "a: TPE + ASHA" in table and "test accuracy" in table
+
+
+def test_retraining_epochs_fit_the_time_budget():
+    run = load_runner()
+    mode = dataclasses.replace(run.FULL, retrain_epochs=10, retrain_budget_s=600)
+    assert run.retrain_epochs(mode, samples_per_s=100, train_size=20_000) == 3  # 200 s an epoch
+    assert run.retrain_epochs(mode, samples_per_s=10_000, train_size=20_000) == 10  # capped
+    assert run.retrain_epochs(mode, samples_per_s=1, train_size=20_000) == 1  # at least one
