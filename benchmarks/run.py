@@ -1,6 +1,6 @@
 """Benchmarks of textsearch on the real EMNIST sample: one runner, one markdown table.
 
-    python benchmarks/run.py --quick        # about 10 minutes on 2 cores
+    python benchmarks/run.py --quick        # about 17 minutes on 2 cores
     python benchmarks/run.py                # the full run (about 1.5 hours on 2 cores)
     python benchmarks/run.py --only data_path,lines
     python benchmarks/run.py --table        # rewrite the table from the saved JSON
