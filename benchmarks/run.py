@@ -337,8 +337,8 @@ def bench_concurrency(mode: Mode, results: Path) -> dict:
 
 
 # -- 1 (issue 5). search efficiency -----------------------------------------------------------
-ARMS = {"a: TPE + ASHA": ("tpe", "asha"), "b: random + ASHA": ("random", "asha"),
-        "c: random, no early stopping": ("random", "fifo")}
+ARM_A, ARM_B, ARM_C = "a: TPE + ASHA", "b: random + ASHA", "c: random, no early stopping"
+ARMS = {ARM_A: ("tpe", "asha"), ARM_B: ("random", "asha"), ARM_C: ("random", "fifo")}
 
 
 def epochs_to_reach(search_dir: Path, target: float) -> int | None:
@@ -366,10 +366,10 @@ def bench_search(mode: Mode, results: Path, plots: Path = RESULTS) -> dict:
                          "wall_s": summary["wall_s"], "best_val_acc": best.get("val_acc"),
                          "test_acc": best.get("test_acc")}
         overall = max(r["best_val_acc"] for r in runs.values())
+        c_best = runs[ARM_C]["best_val_acc"]
         for r in runs.values():
             r["epochs_to_within_1pt"] = epochs_to_reach(Path(r["dir"]), overall - 0.01)
-            c = runs["c: random, no early stopping"]["best_val_acc"]
-            r["epochs_to_within_1pt_of_c"] = epochs_to_reach(Path(r["dir"]), c - 0.01)
+            r["epochs_to_within_1pt_of_c"] = epochs_to_reach(Path(r["dir"]), c_best - 0.01)
         per_seed.append(runs)
     out = {}
     for arm in ARMS:
@@ -379,12 +379,11 @@ def bench_search(mode: Mode, results: Path, plots: Path = RESULTS) -> dict:
         # Per seed, None where the arm never got there: a median over such values would mislead.
         for k in ("epochs_to_within_1pt", "epochs_to_within_1pt_of_c"):
             out[arm][k] = [v[k] for v in vals]
-    c_arm = "c: random, no early stopping"
-    out["a_epochs_over_c_epochs"] = stats(
-        [s["a: TPE + ASHA"]["epochs"] / s[c_arm]["epochs"] for s in per_seed])
+    pairs = [(s[ARM_A], s[ARM_C]) for s in per_seed]
+    out["a_epochs_over_c_epochs"] = stats([a["epochs"] / c["epochs"] for a, c in pairs])
     out["a_epochs_to_c_best_over_c_epochs"] = [
-        None if s["a: TPE + ASHA"]["epochs_to_within_1pt_of_c"] is None
-        else s["a: TPE + ASHA"]["epochs_to_within_1pt_of_c"] / s[c_arm]["epochs"] for s in per_seed]
+        None if a["epochs_to_within_1pt_of_c"] is None
+        else a["epochs_to_within_1pt_of_c"] / c["epochs"] for a, c in pairs]
     out["per_seed"] = per_seed
     out["settings"] = {"num_samples": mode.search_samples, "max_epochs": mode.search_epochs,
                        "data_fraction": mode.search_fraction, "seeds": mode.seeds,
@@ -489,7 +488,7 @@ def markdown(mode: Mode, res: dict) -> str:
     if "accuracy" in res:
         r = res["accuracy"]
         lines.append(f"| accuracy: best config of a {r['search_budget_s'] / 60:.0f}-min search, retrained "
-                     f"{r['retrain_epochs']} epochs on {r.get('retrain_fraction', 1.0):.0%} of the training split: test accuracy | "
+                     f"{r['retrain_epochs']} epochs on {r['retrain_fraction']:.0%} of the training split: test accuracy | "
                      f"**{r['test_acc']:.4f}** (1 run) | EMNIST paper ByClass baseline {r['paper_byclass_opium']:.2%} | "
                      f"{'above' if r['test_acc'] > r['paper_byclass_opium'] else 'below'} (see below) |")
     if not torch.cuda.is_available():
@@ -499,7 +498,7 @@ def markdown(mode: Mode, res: dict) -> str:
         s = r["settings"]
         lines += ["", f"Search efficiency: `cnn_emnist`, {s['num_samples']} trials, max {s['max_epochs']} epochs, "
                   f"{s['data_fraction']:.0%} of the training split, {s['seeds']} seeds, TPE's first "
-                  f"{s.get('tpe_startup_trials', 10)} trials random. Epochs, wall time and accuracies are "
+                  f"{s['tpe_startup_trials']} trials random. Epochs, wall time and accuracies are "
                   "median (min-max) over the seeds; the epochs-to-reach columns list each seed "
                   "(epochs trained by all trials of the arm, in time order):", "",
                   "| arm | epochs trained | wall s | best val_acc | test acc of best | epochs to within 1 pt of best of any arm | epochs to within 1 pt of (c)'s best |",
@@ -518,11 +517,11 @@ def markdown(mode: Mode, res: dict) -> str:
     if "accuracy" in res:
         r = res["accuracy"]
         lines += ["", f"Accuracy: a {r['search_budget_s'] / 60:.0f}-minute TPE + ASHA search of `cnn_emnist` "
-                  f"({r['search_trials']} trials, {r['search_epochs']} epochs, at most {r.get('search_max_epochs', '?')} "
-                  f"per trial, on {r.get('search_fraction', 0):.0%} of the training split) found "
+                  f"({r['search_trials']} trials, {r['search_epochs']} epochs, at most {r['search_max_epochs']} "
+                  f"per trial, on {r['search_fraction']:.0%} of the training split) found "
                   f"`{json.dumps(r['best_config'], sort_keys=True)}` (val_acc {r['search_best_val_acc']:.3f}). "
-                  f"Retrained for {r['retrain_epochs']} epochs on {r.get('retrain_fraction', 1.0):.0%} of the sample's "
-                  f"training split ({r.get('retrain_train_size', 0):,} images, {r['retrain_s'] / 60:.1f} min): "
+                  f"Retrained for {r['retrain_epochs']} epochs on {r['retrain_fraction']:.0%} of the sample's "
+                  f"training split ({r['retrain_train_size']:,} images, {r['retrain_s'] / 60:.1f} min): "
                   f"**test accuracy {r['test_acc']:.4f}** on the sample's test split (23,265 images), beside the "
                   f"EMNIST paper's ByClass baseline of {r['paper_byclass_opium']:.2%} (OPIUM, Cohen et al. 2017, "
                   "trained on the full 698k-image training split, so not a like-for-like comparison)."]

@@ -56,12 +56,12 @@ def test_search_and_accuracy_items_run_end_to_end(tmp_path):
         r = res["search"][arm]
         assert 0.0 <= r["best_val_acc"]["median"] <= 1.0
         assert 2 <= r["epochs"]["median"] <= 4  # 2 trials, at most 2 epochs each
-    assert res["search"]["c: random, no early stopping"]["epochs"]["median"] == 4
+    assert res["search"][run.ARM_C]["epochs"]["median"] == 4
     acc = res["accuracy"]
     assert acc["search_trials"] >= 1 and 1 <= acc["retrain_epochs"] <= 2
     assert 0.0 <= acc["test_acc"] <= 1.0
     table = run.markdown(mode, res)
-    assert "a: TPE + ASHA" in table and "test accuracy" in table
+    assert run.ARM_A in table and "test accuracy" in table
 
 
 def test_retraining_epochs_fit_the_time_budget():

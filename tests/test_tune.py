@@ -29,13 +29,18 @@ def read_hparams(event_dir: Path) -> tuple[dict, EventAccumulator]:
     return hp, ea
 
 
-def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
-    code, err = run_main(tune_main, [
-        "--space", str(SPACES / "asha_certain.py"), "--results_dir", str(tmp_path),
-        "--name", "s", "--max_concurrent", "1", "--seed", "3", "--no_report"], capsys)
+def run_search_cli(tmp_path: Path, capsys, space: str, name: str, *flags: str) -> dict:
+    """Run ``textsearch.tune`` on a test space; it must succeed. Returns its summary.json."""
+    code, err = run_main(tune_main, ["--space", str(SPACES / space), "--results_dir", str(tmp_path),
+                                     "--name", name, "--no_report", *flags], capsys)
     assert code == 0, err
+    return json.loads((tmp_path / name / "summary.json").read_text())
+
+
+def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
+    summary = run_search_cli(tmp_path, capsys, "asha_certain.py", "s", "--max_concurrent", "1",
+                             "--seed", "3")
     search = tmp_path / "s"
-    summary = json.loads((search / "summary.json").read_text())
     trials = summary["trials"]
     assert len(trials) == 4
 
@@ -79,11 +84,8 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
 
 
 def test_failing_trials_do_not_stop_the_search(tmp_path, capsys):
-    code, err = run_main(tune_main, [
-        "--space", str(SPACES / "failing.py"), "--results_dir", str(tmp_path), "--name", "f",
-        "--max_concurrent", "2", "--max_failures", "0", "--no_report"], capsys)
-    assert code == 0, err
-    summary = json.loads((tmp_path / "f" / "summary.json").read_text())
+    summary = run_search_cli(tmp_path, capsys, "failing.py", "f", "--max_concurrent", "2",
+                             "--max_failures", "0")
     by_status = {}
     for t in summary["trials"]:
         by_status.setdefault(t["status"], []).append(t)
@@ -178,10 +180,7 @@ def test_existing_search_name_is_refused(tmp_path, capsys):
 
 
 def test_time_budget_ends_the_search_cleanly(tmp_path, capsys):
-    code, err = run_main(tune_main, [
-        "--space", str(SPACES / "slow.py"), "--results_dir", str(tmp_path), "--name", "b",
-        "--max_concurrent", "1", "--time_budget_s", "12", "--no_report"], capsys)
-    assert code == 0, err
-    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    summary = run_search_cli(tmp_path, capsys, "slow.py", "b", "--max_concurrent", "1",
+                             "--time_budget_s", "12")
     assert summary["wall_s"] >= 12
     assert summary["status_counts"].get("completed", 0) < 3  # the budget cut the search short
