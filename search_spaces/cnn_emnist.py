@@ -13,15 +13,14 @@ DEFAULTS = {
 
 def space(trial):
     num_blocks = trial.suggest_int("num_blocks", 1, 6)
-    block = trial.suggest_categorical("block", ["plain", "residual"])
+    trial.suggest_categorical("block", ["plain", "residual"])
     trial.suggest_categorical("batchnorm", [True, False])
     trial.suggest_categorical("downsample", ["maxpool", "stride"])
     # Halve the feature map after every n-th block.  Conditional on the block count: at most
     # four halvings fit a 28x28 input (28 -> 14 -> 7 -> 4 -> 2), so 5-6 blocks need n >= 2.
     trial.suggest_int("downsample_every", 1 if num_blocks <= 4 else 2, 3)
-    # Residual blocks hold two convolutions: offer them narrower widths by default.
-    conv_dims = [16, 32, 64] if block == "residual" else [32, 64, 128]
-    trial.suggest_int("conv_dim", conv_dims[0], conv_dims[-1], log=True)
+    # One width range for both block types, so "plain vs residual" is not mixed up with width.
+    trial.suggest_int("conv_dim", 16, 96, log=True)
     trial.suggest_categorical("fc_dim", [64, 128, 256])
     trial.suggest_float("dropout", 0.0, 0.5, step=0.1)
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)

@@ -23,7 +23,8 @@ def space(trial):
     trial.suggest_int("conv_dim", 16, 64, log=True)
     trial.suggest_categorical("fc_dim", [64, 128, 256])
     trial.suggest_float("dropout", 0.0, 0.5, step=0.1)
-    trial.suggest_float("lr", 3e-4, 3e-2, log=True)
-    # A one-cycle schedule often suits BatchNorm networks: 0 means a constant lr.
-    trial.suggest_categorical("one_cycle_max_lr", [0.0, 0.01, 0.03])
+    # A one-cycle schedule often suits BatchNorm networks: 0 means a constant lr.  The
+    # schedule sets the lr itself, so lr is only searched without it (conditional).
+    if trial.suggest_categorical("one_cycle_max_lr", [0.0, 0.01, 0.03]) == 0.0:
+        trial.suggest_float("lr", 3e-4, 3e-2, log=True)
     return None

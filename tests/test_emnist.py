@@ -40,12 +40,58 @@ def test_balancing_caps_classes_at_the_mean(fresh_root):
     from tests.synthetic import write_idx
 
     write_idx(folder / emnist.RAW_FILES["y_train"], y)
+    yt = emnist.read_idx(folder / emnist.RAW_FILES["y_test"]).copy()
+    yt[: len(yt) // 3] = 0
+    write_idx(folder / emnist.RAW_FILES["y_test"], yt)
     full = EMNIST(balance=False).get_bundle()
     balanced = EMNIST(balance=True).get_bundle()
     counts = np.bincount(balanced.y_trainval - NUM_SPECIAL_TOKENS)
     mean = int(np.bincount(y)[np.bincount(y) > 0].mean())
     assert counts.max() == mean
     assert len(balanced.y_trainval) < len(full.y_trainval) == len(x)
+    # the test split is balanced alike, so validation and test share one class mix
+    test_counts = np.bincount(balanced.y_test - NUM_SPECIAL_TOKENS)
+    assert test_counts.max() == int(np.bincount(yt)[np.bincount(yt) > 0].mean())
+    share = lambda labels: np.bincount(labels - NUM_SPECIAL_TOKENS, minlength=10) / len(labels)  # noqa: E731
+    assert abs(share(balanced.y_trainval)[0] - share(balanced.y_test)[0]) < 0.01  # was 1/3 each
+    assert np.abs(share(balanced.y_trainval) - share(balanced.y_test)).max() < 0.05
+    # the default is NIST's natural mix, in every split, and each setting has its own cache
+    natural = EMNIST().get_bundle()
+    np.testing.assert_array_equal(natural.y_test, yt + NUM_SPECIAL_TOKENS)
+    np.testing.assert_array_equal(natural.y_trainval, y + NUM_SPECIAL_TOKENS)
+    assert emnist.cache_path(True) != emnist.cache_path(False)
+    assert emnist.cache_path(True).exists() and emnist.cache_path(False).exists()
+    assert abs(share(natural.y_trainval)[0] - share(natural.y_test)[0]) < 0.05
+
+
+def test_shuffle_follows_the_seed_and_the_epoch(fresh_root):
+    write_emnist(fresh_root / "downloaded" / "emnist")
+
+    def order(seed: int, epoch: int) -> list[int]:
+        dm = EMNIST(DataConfig(batch_size=480, seed=seed))
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)  # what Lightning calls before every epoch
+        return next(iter(loader))[1].tolist()
+
+    assert order(0, 0) == order(0, 0)
+    assert order(0, 0) != order(1, 0)  # each run's seed gives its own order
+    assert order(0, 0) != order(0, 1)  # each epoch gives its own order
+    # a fresh loader at epoch 3 (a resumed run) sees what an uninterrupted run sees
+    dm = EMNIST(DataConfig(batch_size=480, seed=0))
+    loader = dm.train_dataloader()
+    for epoch in range(4):
+        loader.sampler.set_epoch(epoch)
+        batch = next(iter(loader))[1].tolist()
+    assert batch == order(0, 3)
+    assert sorted(order(0, 0)) == sorted(order(1, 0))  # the same images, reordered
+
+
+def test_overfit_mode_validates_on_the_training_batches(fresh_root):
+    write_emnist(fresh_root / "downloaded" / "emnist")
+    dm = EMNIST(DataConfig(batch_size=32, overfit=True))
+    train = [b[1].tolist() for b in dm.train_dataloader()]
+    val = [b[1].tolist() for b in dm.val_dataloader()]
+    assert train == val
 
 
 def test_datamodule_batches_are_float_in_unit_range(fresh_root):

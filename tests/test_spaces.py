@@ -63,14 +63,43 @@ def test_broken_space_files_point_at_file_and_line():
 
 def test_pins_are_typed_against_the_space():
     s = spaces.load("cnn_emnist")
-    pins = spaces.parse_pins(["num_blocks=4", "block=residual", "batchnorm=true", "lr=0.001",
-                              "max_epochs=2"], s)
-    assert pins == {"num_blocks": 4, "block": "residual", "batchnorm": True, "lr": 0.001,
-                    "max_epochs": 2}
-    params, _ = spaces.sample(s, seed=0, pinned=pins)
-    assert params["num_blocks"] == 4 and params["block"] == "residual"
+    params, fixed = spaces.sample_pinned(s, 0, ["num_blocks=4", "block=residual", "batchnorm=true",
+                                                "lr=0.001", "max_epochs=2"])
+    assert {k: params[k] for k in ("num_blocks", "block", "batchnorm", "lr")} == {
+        "num_blocks": 4, "block": "residual", "batchnorm": True, "lr": 0.001}
+    assert fixed == {"max_epochs": 2}
     for bad, match in [("num_blocks=four", "expected an integer"), ("block=dense", "not one of"),
-                       ("num_blocks=9", "outside the space's range"), ("colour=red", "unknown parameter"),
-                       ("novalue", "key=value")]:
+                       ("num_blocks=9", r"outside the range \[1, 6\]"),
+                       ("colour=red", "unknown parameter"), ("novalue", "key=value")]:
         with pytest.raises(UserError, match=match):
-            spaces.parse_pins([bad], s)
+            spaces.sample_pinned(s, 0, [bad])
+
+
+def test_pins_are_checked_against_the_ranges_the_other_pins_give():
+    s = spaces.load("cnn_emnist")
+    # 6 blocks leave room for at most 4 halvings: downsampling after every block is refused
+    with pytest.raises(UserError, match=r"downsample_every: 1 is outside the range \[2, 3\]"):
+        spaces.sample_pinned(s, 0, ["num_blocks=6", "downsample_every=1"])
+    params, _ = spaces.sample_pinned(s, 0, ["num_blocks=6", "downsample_every=2"])
+    assert (params["num_blocks"], params["downsample_every"]) == (6, 2)
+    # alone, downsample_every=1 is fine: the unpinned block count is drawn to suit it
+    for seed in range(5):
+        params, _ = spaces.sample_pinned(s, seed, ["downsample_every=1"])
+        assert params["downsample_every"] == 1 and params["num_blocks"] <= 4
+
+
+def test_conditional_pin_picks_a_sample_that_searches_it():
+    s = spaces.load("resnet_emnist")
+    # lr is only searched without the one-cycle schedule: pinning it picks such a sample
+    params, fixed = spaces.sample_pinned(s, 0, ["lr=0.005"])
+    assert params["lr"] == 0.005 and params["one_cycle_max_lr"] == 0.0 and fixed == {}
+    for seed in range(20):
+        params, dists = spaces.sample(s, seed=seed)
+        assert ("lr" in dists) == (params["one_cycle_max_lr"] == 0.0)
+
+
+def test_cnn_emnist_offers_both_blocks_the_same_widths():
+    s = spaces.load("cnn_emnist")
+    for block in ("plain", "residual"):
+        _, dists = spaces.sample(s, 0, pinned={"block": block})
+        assert (dists["conv_dim"].low, dists["conv_dim"].high) == (16, 96)

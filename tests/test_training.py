@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import pytest
+from pytorch_lightning.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from textsearch.errors import UserError
 from textsearch.training import TrainConfig, evaluate_checkpoint, train
+
+
+class Spy(Callback):
+    """Records what Lightning was really given and fed."""
+
+    def __init__(self) -> None:
+        self.seen: dict = {}
+        self.train_y: list = []
+        self.val_y: list = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.seen = {"precision": trainer.precision, "device": str(trainer.strategy.root_device),
+                     "fast_dev_run": trainer.fast_dev_run}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.train_y.append(batch[1].tolist())
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.val_y.append(batch[1].tolist())
 
 
 def tiny(**kw) -> TrainConfig:
@@ -37,6 +57,36 @@ def test_short_fit_learns_tests_best_checkpoint_and_logs(tmp_path):
     assert ea.Scalars("train_samples_per_s")[0].value > 0
     content = ea.PluginTagToContent("hparams")
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+
+
+def test_overfit_batches_validates_on_the_batches_it_overfits(tmp_path):
+    spy = Spy()
+    train(tiny(overfit_batches=2, max_epochs=2), tmp_path / "run", test=False,
+          enable_progress_bar=False, callbacks=[spy])
+    assert len(spy.train_y) == 4 and spy.train_y[:2] == spy.train_y[2:]  # same 2, every epoch
+    assert spy.val_y == spy.train_y  # as Lightning's overfit_batches does
+
+
+def test_fast_dev_run_and_precision_reach_lightning(tmp_path):
+    spy = Spy()
+    train(tiny(fast_dev_run=1, precision="bf16-mixed"), tmp_path / "run", enable_progress_bar=False,
+          callbacks=[spy])
+    assert spy.seen == {"precision": "bf16-mixed", "device": "cpu", "fast_dev_run": 1}
+    assert len(spy.train_y) == 1 and len(spy.val_y) == 1
+    with pytest.raises(UserError, match="16-mixed needs a GPU"):
+        train(tiny(precision="16-mixed"), tmp_path / "r2", enable_progress_bar=False)
+    with pytest.raises(UserError, match="precision must be one of"):
+        train(tiny(precision="8"), tmp_path / "r3", enable_progress_bar=False)
+
+
+def test_training_order_follows_the_run_seed(tmp_path):
+    orders = []
+    for seed in (0, 0, 1):
+        spy = Spy()
+        train(tiny(seed=seed, limit_train_batches=3, limit_val_batches=1), tmp_path / f"s{len(orders)}",
+              test=False, enable_progress_bar=False, callbacks=[spy])
+        orders.append(spy.train_y)
+    assert orders[0] == orders[1] != orders[2]
 
 
 def test_mlp_trains(tmp_path):

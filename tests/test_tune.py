@@ -73,6 +73,28 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
     rows = list(csv.DictReader((search / "trials.csv").open()))
     assert len(rows) == 4 and rows[0]["trial_id"] == best["trial_id"]
 
+    # Optuna heard the truth: ASHA's stops are PRUNED with their epoch values, full runs
+    # COMPLETE with their final metric (read back from the study's journal file)
+    from optuna.trial import TrialState
+
+    from textsearch.searcher import load_study
+
+    study = {t.user_attrs["ray_trial_id"]: t for t in load_study(search).trials}
+    assert set(study) == {t["trial_id"] for t in trials}
+    for t in trials:
+        ot = study[t["trial_id"]]
+        rows = list(csv.DictReader((Path(t["path"]) / "progress.csv").open()))
+        per_epoch = {int(r["epoch"]): float(r["val_acc"]) for r in rows}
+        assert ot.intermediate_values == pytest.approx(per_epoch)
+        assert ot.user_attrs["epochs"] == t["epochs"]
+        assert ot.user_attrs["device"] == "cpu"
+        if t["status"] == "stopped_early":
+            assert ot.state == TrialState.PRUNED
+        else:
+            assert ot.state == TrialState.COMPLETE and ot.value == pytest.approx(per_epoch[3])
+        # every report says where the trial trained
+        assert all(r["device"] == "cpu" and float(r["gpu_mem_peak_mb"]) == 0.0 for r in rows)
+
     # TensorBoard: every trial's events hold its hparams and per-epoch val_acc
     for t in trials:
         hp, ea = read_hparams(Path(t["path"]) / "tensorboard")
@@ -95,6 +117,14 @@ def test_failing_trials_do_not_stop_the_search(tmp_path, capsys):
         assert "impossible architecture" in t["error"]
     assert summary["best"]["params"]["num_blocks"] == 1
     assert summary["best"]["test_acc"] is not None
+    # Optuna: the errored trials are FAIL, the others COMPLETE (1 epoch each)
+    from optuna.trial import TrialState
+
+    from textsearch.searcher import load_study
+
+    states = {t.user_attrs["ray_trial_id"]: t.state for t in load_study(tmp_path / "f").trials}
+    assert states == {t["trial_id"]: TrialState.FAIL if t["status"] == "errored"
+                      else TrialState.COMPLETE for t in summary["trials"]}
 
 
 def test_debug_run_is_in_process_and_prints_config_and_metrics(tmp_path, capsys):

@@ -22,6 +22,10 @@ class UserError(Exception):
     """An error caused by input the user controls; the message says what to do."""
 
 
+class TrialGPUError(UserError):
+    """A trial holds a GPU share but cannot train on that GPU (a misconfigured node)."""
+
+
 def cli_entry(main: F) -> F:
     """Wrap a CLI ``main`` so user errors become one line on stderr and exit code 2."""
 

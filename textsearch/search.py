@@ -8,6 +8,7 @@ lives in one directory, ``<results_dir>/<name>/``:
 - ``search.json``: the settings it was started with (used by ``--resume``);
 - one ``trial_<id>/`` folder per trial: TensorBoard events with HParams, ``params.json``,
   ``progress.csv``/``result.json`` (metrics per epoch), ``checkpoint_*`` (best and latest);
+- ``study.journal``: the Optuna study, with each trial's true state (:mod:`textsearch.searcher`);
 - ``early_stops.json``: which trials ASHA stopped, at which epoch;
 - ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C).
 """
@@ -19,7 +20,6 @@ import dataclasses
 import fcntl
 import json
 import logging
-import math
 import os
 import socket
 import time
@@ -67,7 +67,7 @@ class SearchSettings:
     max_failures: int = 2
     searcher: str = "tpe"  # "tpe" (Optuna's TPE) or "random" (Optuna's random sampler)
     scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
-    startup_trials: int = 10  # TPE samples at random until this many trials exist
+    startup_trials: int | None = None  # TPE samples at random first (None: by num_samples)
     fixed: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -219,16 +219,29 @@ def make_scheduler(settings: SearchSettings):
 
 def make_searcher(settings: SearchSettings, space: SearchSpace):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from textsearch.searcher import (
+        STUDY_FILE,
+        STUDY_NAME,
+        StudySearcher,
+        default_startup_trials,
+        journal_storage,
+        make_sampler,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if settings.searcher == "random":
-        sampler = optuna.samplers.RandomSampler(seed=settings.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=settings.seed,
-                                             n_startup_trials=settings.startup_trials)
-    return OptunaSearch(space=space.space, metric=settings.metric, mode=settings.mode,
-                        sampler=sampler)
+    if settings.startup_trials is None:
+        settings.startup_trials = default_startup_trials(settings.num_samples)
+    sampler = make_sampler(settings.searcher, settings.seed, settings.startup_trials)
+    return StudySearcher(space=space.space, metric=settings.metric, mode=settings.mode,
+                         sampler=sampler, study_name=STUDY_NAME,
+                         storage=journal_storage(settings.search_dir.resolve() / STUDY_FILE),
+                         max_epochs=settings.max_epochs)
+
+
+def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
+    """The config every trial shares, with its GPU share (0: the CPU)."""
+    return {**settings.fixed, "gpus": settings.gpus_per_trial}
 
 
 def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
@@ -236,12 +249,12 @@ def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
 
     from textsearch.trial import tune_trial
 
-    trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=settings.fixed,
+    trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=trial_fixed_config(settings),
                                      cpu_threads=settings.cpus_per_trial)
     return tune.with_resources(trainable, trial_resources(settings, total_cpus))
 
 
-def run_config(settings: SearchSettings):
+def run_config(settings: SearchSettings, stopper=None):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -252,7 +265,8 @@ def run_config(settings: SearchSettings):
             num_to_keep=2, checkpoint_score_attribute=settings.metric,
             checkpoint_score_order=settings.mode),
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *([stopper] if stopper else [])],
+        stop=stopper,
         progress_reporter=tune.CLIReporter(
             metric_columns=["epoch", "val_acc", "val_loss", "train_samples_per_s"],
             # not sort_by_metric: Ray's sort fails on trials that ended without a result
@@ -284,20 +298,28 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     if settings.gpus_per_trial is None:
         settings.gpus_per_trial = default_gpus_per_trial(total_gpus)
     check_gpus(settings.gpus_per_trial, total_gpus)
+    from textsearch.training import TrainConfig
+
+    TrainConfig.from_dict(trial_fixed_config(settings)).validate()  # e.g. 16-mixed on CPUs
     bundle = prepare_data(settings)
     trainable = make_trainable(settings, bundle, total_cpus)
     path = str(settings.search_dir.resolve())
+    stopper = None
     if resume:
         if not tune.Tuner.can_restore(path):
             raise UserError(f"{path} holds no resumable search state")
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False)
     else:
+        from textsearch.stopper import StopOnGPUError
+
+        stopper = StopOnGPUError()
+        searcher = make_searcher(settings, space)  # resolves the TPE start-up default
         settings.save()
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=make_searcher(settings, space),
+                search_alg=searcher,
                 scheduler=make_scheduler(settings),
                 num_samples=settings.num_samples,
                 max_concurrent_trials=settings.max_concurrent
@@ -305,11 +327,19 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
                 time_budget_s=settings.time_budget_s or None,
                 trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
             ),
-            run_config=run_config(settings),
+            run_config=run_config(settings, stopper),
         )
     grid = tuner.fit()
-    return summarize(settings, grid, bundle, wall_s=time.time() - started)
+    errors = {}
+    if stopper is not None and stopper.message:
+        # The trial was stopped between its retries, so Ray did not record it as errored.
+        from textsearch.searcher import fail_trial
 
-
-def is_finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+        errors[stopper.trial_id] = stopper.error
+        fail_trial(settings.search_dir, stopper.trial_id)
+    summary = summarize(settings, grid, bundle, wall_s=time.time() - started, errors=errors)
+    gpu_errors = [f"trial {t['trial_id']}: {t['error'].split('TrialGPUError: ', 1)[-1]}"
+                  for t in summary["trials"] if "TrialGPUError" in (t["error"] or "")]
+    if gpu_errors:
+        summary["gpu_error"] = gpu_errors[0]
+    return summary

@@ -155,28 +155,28 @@ def load(name_or_path: str) -> SearchSpace:
     return s
 
 
-def sample(space: SearchSpace, seed: int, pinned: dict[str, Any] | None = None
+def sample(space: SearchSpace, seed: int, pinned: dict[str, str] | None = None
            ) -> tuple[dict[str, Any], dict[str, optuna.distributions.BaseDistribution]]:
-    """The space's first sample under ``seed`` (as the search's first trial would draw it).
+    """One sample of the space under ``seed`` (as the search's first trial would draw it).
 
-    ``pinned`` fixes parameters (values already typed).  Returns the parameters (searched
-    and returned constants) and the distributions of the searched ones.
+    ``pinned``: ``{name: text}`` values that replace what the space would suggest, each
+    checked against the range or choices the space gives that parameter *in this sample*
+    (:class:`PinOutOfRange` if outside).  Returns the parameters (searched, pinned and
+    returned constants) and the distributions of the searched and pinned ones.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
-    if pinned:
-        study.enqueue_trial(pinned, skip_if_exists=False)
-    trial = study.ask()
+    trial = _PinnedTrial(study.ask(), pinned or {})
     try:
         ret = space.space(trial)
+    except PinError:
+        raise
     except Exception as err:
         raise _user_code_error(space.path, err) from None
     if ret is not None and not isinstance(ret, dict):
         raise UserError(f"search space {space.path}: space() must return a dict or None, "
                         f"got {type(ret).__name__}")
     params = {**trial.params, **(ret or {})}
-    if pinned:
-        params.update({k: v for k, v in pinned.items() if k not in trial.distributions})
     config = {**space.defaults.fixed, **params}
     try:
         TrainConfig.from_dict(config)
@@ -185,42 +185,139 @@ def sample(space: SearchSpace, seed: int, pinned: dict[str, Any] | None = None
     return params, dict(trial.distributions)
 
 
-def parse_pins(pairs: list[str], space: SearchSpace) -> dict[str, Any]:
-    """``key=value`` strings -> typed values, checked against the space's distributions."""
-    _, dists = sample(space, seed=0)
-    types = TrainConfig.field_types()
-    pins: dict[str, Any] = {}
+class PinError(UserError):
+    """A ``--set`` value that the space cannot take."""
+
+
+class PinOutOfRange(PinError):
+    """A ``--set`` value outside the range the space gives it in one sample."""
+
+
+class _PinnedTrial:
+    """An Optuna trial whose pinned parameters are checked, then returned as pinned.
+
+    The space function calls ``suggest_*`` with the range that follows from the values
+    drawn (or pinned) before, so each pin is checked against exactly that range.
+    """
+
+    def __init__(self, trial: optuna.Trial, pins: dict[str, str]) -> None:
+        self._trial, self._pins = trial, pins
+        self._pinned: dict[str, Any] = {}
+        self._pinned_dists: dict[str, optuna.distributions.BaseDistribution] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {**self._trial.params, **self._pinned}
+
+    @property
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        return {**self._trial.distributions, **self._pinned_dists}
+
+    @property
+    def used_pins(self) -> set[str]:
+        return set(self._pinned)
+
+    def _pin(self, name: str, dist) -> Any:
+        value = _typed_for_distribution(name, self._pins[name], dist)
+        self._pinned[name], self._pinned_dists[name] = value, dist
+        return value
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        if name in self._pins:
+            from optuna.distributions import IntDistribution
+
+            return self._pin(name, IntDistribution(low, high, step=step, log=log))
+        return self._trial.suggest_int(name, low, high, step=step, log=log)
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        if name in self._pins:
+            from optuna.distributions import FloatDistribution
+
+            return self._pin(name, FloatDistribution(low, high, step=step, log=log))
+        return self._trial.suggest_float(name, low, high, step=step, log=log)
+
+    def suggest_categorical(self, name: str, choices) -> Any:
+        if name in self._pins:
+            from optuna.distributions import CategoricalDistribution
+
+            return self._pin(name, CategoricalDistribution(list(choices)))
+        return self._trial.suggest_categorical(name, choices)
+
+
+PIN_TRIES = 64  # samples tried for one that agrees with every pin
+
+
+def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The debug run's sample: ``--set key=value`` pins applied and checked.
+
+    Each pin is checked against the range the space gives it once the other pins are in
+    place (``num_blocks=6`` narrows ``downsample_every``).  Unpinned parameters are drawn
+    with ``seed``; where a draw makes a pin impossible (say an unpinned ``num_blocks``
+    that rules out the pinned ``downsample_every``), the next seed is tried.  Pins the
+    space does not search are plain config values, typed by :class:`TrainConfig`.
+    Returns (params, other pinned config values).
+    """
+    pins: dict[str, str] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--set expects key=value, got {pair!r}")
-        if key in dists:
-            pins[key] = _typed_for_distribution(key, text, dists[key])
-        elif key in types:
-            from textsearch.training import coerce
+        pins[key] = text.strip()
+    types = TrainConfig.field_types()
+    first_error: PinOutOfRange | None = None
+    samples: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for s in range(seed, seed + PIN_TRIES):
+        try:
+            samples.append(sample(space, s, pinned=pins))
+        except PinOutOfRange as err:
+            first_error = first_error or err
+    if not samples:
+        raise first_error  # type: ignore[misc]
+    searched = set().union(*(set(d) for _, d in samples))
+    # prefer the first sample that uses every pinned parameter the space searches
+    wanted = {k for k in pins if k in searched}
+    params = next((p for p, d in samples if wanted <= set(d)), samples[0][0])
+    from textsearch.training import coerce
 
-            pins[key] = coerce(key, text, types[key])
-        else:
+    fixed: dict[str, Any] = {}
+    for key, text in pins.items():
+        if key in params:
+            continue
+        if key not in types:
             raise UserError(f"--set: unknown parameter {key!r}; the space searches "
-                            f"{', '.join(dists) or 'nothing'}; other config keys: "
+                            f"{', '.join(sorted(searched)) or 'nothing'}; other config keys: "
                             f"{', '.join(types)}")
-    return pins
+        fixed[key] = coerce(key, text, types[key])
+    return params, fixed
 
 
 def _typed_for_distribution(key: str, text: str, dist) -> Any:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution, IntDistribution
 
     if isinstance(dist, CategoricalDistribution):
         for choice in dist.choices:
             if str(choice) == text or (isinstance(choice, bool) and text.lower() == str(choice).lower()):
                 return choice
-        raise UserError(f"--set {key}: {text!r} is not one of {list(dist.choices)}")
+            if isinstance(choice, (int, float)) and not isinstance(choice, bool):
+                try:
+                    if float(text) == choice:
+                        return choice
+                except ValueError:
+                    pass
+        raise PinOutOfRange(f"--set {key}: {text!r} is not one of {list(dist.choices)}")
     try:
         value = int(text) if isinstance(dist, IntDistribution) else float(text)
     except ValueError:
         kind = "an integer" if isinstance(dist, IntDistribution) else "a number"
-        raise UserError(f"--set {key}: expected {kind}, got {text!r}") from None
-    if isinstance(dist, (IntDistribution, FloatDistribution)) and not dist.low <= value <= dist.high:
-        raise UserError(f"--set {key}: {value} is outside the space's range [{dist.low}, {dist.high}]")
+        raise PinError(f"--set {key}: expected {kind}, got {text!r}") from None
+    if not dist._contains(dist.to_internal_repr(value)):
+        step = f" in steps of {dist.step}" if getattr(dist, "step", None) not in (None, 1) else ""
+        raise PinOutOfRange(f"--set {key}: {value} is outside the range [{dist.low}, {dist.high}]"
+                            f"{step} that the space gives it with the other values pinned")
     return value

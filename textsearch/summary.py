@@ -38,7 +38,10 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def trial_rows(settings: SearchSettings, grid) -> list[dict[str, Any]]:
+def trial_rows(settings: SearchSettings, grid, errors: dict[str, str] | None = None
+               ) -> list[dict[str, Any]]:
+    """One row per trial; ``errors``: messages of errored trials Ray did not record."""
+    errors = errors or {}
     stops_path = settings.search_dir / EARLY_STOPS_FILE
     stops = json.loads(stops_path.read_text()) if stops_path.exists() else {}
     trials = {t.trial_id: t for t in grid._experiment_analysis.trials}
@@ -52,7 +55,7 @@ def trial_rows(settings: SearchSettings, grid) -> list[dict[str, Any]]:
         values = ([v for v in (df[settings.metric].map(_finite) if df is not None
                    and settings.metric in df else []) if v is not None])
         best = max(values, key=lambda v: sign * v) if values else None
-        if result.error is not None:
+        if result.error is not None or trial_id in errors:
             status = "errored"
         elif trial_id in stops:
             status = "stopped_early"
@@ -68,7 +71,7 @@ def trial_rows(settings: SearchSettings, grid) -> list[dict[str, Any]]:
             f"best_{settings.metric}": best,
             f"last_{settings.metric}": values[-1] if values else None,
             "stopped_at_epoch": stops.get(trial_id),
-            "error": error_line(result.error),
+            "error": errors.get(trial_id) or error_line(result.error),
             # a trial that never started has no result config; its Trial still has one
             "config": dict(result.config or getattr(trial, "config", None) or {}),
             "path": str(result.path),
@@ -78,10 +81,10 @@ def trial_rows(settings: SearchSettings, grid) -> list[dict[str, Any]]:
 
 
 def summarize(settings: SearchSettings, grid, bundle=None, wall_s: float | None = None,
-              evaluate: bool = True) -> dict[str, Any]:
+              evaluate: bool = True, errors: dict[str, str] | None = None) -> dict[str, Any]:
     from textsearch.training import TrainConfig, evaluate_checkpoint
 
-    rows = trial_rows(settings, grid)
+    rows = trial_rows(settings, grid, errors)
     key = f"best_{settings.metric}"
     sign = 1 if settings.mode == "max" else -1
     scored = [r for r in rows if r[key] is not None]
@@ -93,8 +96,13 @@ def summarize(settings: SearchSettings, grid, bundle=None, wall_s: float | None 
         if ckpt is not None:
             checkpoint = str(Path(ckpt.path) / CHECKPOINT_FILE)
             if evaluate:
+                import torch
+
                 cfg = TrainConfig.from_dict({**settings.fixed, **best["config"]})
-                cfg.gpus = 0
+                # on the driver's GPU when it has one
+                cfg.gpus = 1 if torch.cuda.is_available() else 0
+                if not cfg.gpus and cfg.precision == "16-mixed":
+                    cfg.precision = "32"
                 test_acc = evaluate_checkpoint(cfg, checkpoint, bundle).get("test_acc")
         best_info = {
             "trial_id": best["trial_id"],

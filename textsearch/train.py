@@ -20,7 +20,7 @@ from textsearch.data import DATA_CLASSES
 from textsearch.errors import UserError, cli_entry
 from textsearch.models import MODEL_CLASSES
 from textsearch.models.cnn import BLOCKS, DOWNSAMPLES
-from textsearch.training import TrainConfig, train
+from textsearch.training import PRECISIONS, TrainConfig, train
 
 HELP = {
     "model_class": f"model to train: {', '.join(MODEL_CLASSES)}",
@@ -32,12 +32,14 @@ HELP = {
     "weight_decay": "Adam weight decay",
     "seed": "random seed",
     "gpus": "GPUs to train on (0: CPU)",
+    "precision": "Lightning precision (16-mixed needs a GPU)",
     "num_workers": "DataLoader worker processes (0: load in the main process)",
     "val_fraction": "share of the training file held out for validation",
     "data_fraction": "share of the training split to use",
-    "balance": "cap EMNIST classes at the mean class count (--no-balance keeps all)",
+    "balance": "EMNIST: cap every class at the mean class count, in train, val and test alike "
+               "(default: NIST's natural class mix)",
     "overfit_batches": "overfit this many batches (>= 1) or this fraction (< 1) of the data",
-    "fast_dev_run": "run this many batches of train/val as a smoke check",
+    "fast_dev_run": "run this many batches of train/val as a smoke check (no value: 1)",
     "limit_train_batches": "train on this many batches (> 1) or this fraction (<= 1) per epoch",
     "limit_val_batches": "validate on this many batches (> 1) or this fraction (<= 1)",
     "fc1": "MLP: first hidden layer width",
@@ -63,7 +65,8 @@ TYPES = {
     "dropout": cli.nonnegative_float,
 }
 CHOICES = {"model_class": list(MODEL_CLASSES), "data_class": list(DATA_CLASSES),
-           "block": list(BLOCKS), "downsample": list(DOWNSAMPLES)}
+           "block": list(BLOCKS), "downsample": list(DOWNSAMPLES), "precision": list(PRECISIONS)}
+OPTIONAL_VALUE = {"fast_dev_run": 1}  # the flag alone means this value, as in Lightning
 
 
 def add_config_flags(parser: cli.Parser, defaults: TrainConfig | None = None,
@@ -75,6 +78,9 @@ def add_config_flags(parser: cli.Parser, defaults: TrainConfig | None = None,
         if typ is bool:
             parser.add_flag(name, action=argparse.BooleanOptionalAction, default=default,
                             help=HELP[name])
+        elif name in OPTIONAL_VALUE:
+            parser.add_flag(name, type=TYPES[name], default=default, nargs="?",
+                            const=OPTIONAL_VALUE[name], help=HELP[name], metavar="N")
         else:
             parser.add_flag(name, type=TYPES.get(name, cli.nonempty_str), default=default,
                             choices=CHOICES.get(name), help=HELP[name],

@@ -53,11 +53,12 @@ class TrainConfig:
     seed: int = 0
     # hardware
     gpus: float = 0  # GPUs for this run (a search trial may hold a fraction of one)
+    precision: str = "32"  # Lightning's precision: "32", "16-mixed" or "bf16-mixed"
     num_workers: int = 0  # DataLoader worker processes
     # data
     val_fraction: float = 0.2
     data_fraction: float = 1.0
-    balance: bool = True
+    balance: bool = False  # EMNIST: the lab's class balancing, on train, val and test alike
     # debugging switches, as in Lightning
     overfit_batches: float = 0.0
     fast_dev_run: int = 0
@@ -119,6 +120,10 @@ class TrainConfig:
             raise UserError(f"lr must be positive, got {self.lr}")
         if self.gpus < 0:
             raise UserError(f"gpus must be >= 0, got {self.gpus}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "16-mixed" and self.gpus == 0:
+            raise UserError("precision 16-mixed needs a GPU; on the CPU use bf16-mixed or 32")
         if self.overfit_batches < 0 or self.fast_dev_run < 0:
             raise UserError("overfit_batches and fast_dev_run must be >= 0")
         if self.limit_train_batches <= 0 or self.limit_val_batches < 0:
@@ -129,12 +134,16 @@ class TrainConfig:
     def data_config(self) -> DataConfig:
         return DataConfig(batch_size=self.batch_size, num_workers=self.num_workers,
                           val_fraction=self.val_fraction, data_fraction=self.data_fraction,
-                          pin_memory=self.gpus > 0, shuffle=not self.overfit_batches)
+                          seed=self.seed, pin_memory=self.gpus > 0,
+                          overfit=bool(self.overfit_batches))
 
     def cnn_config(self) -> CNNConfig:
         return CNNConfig(num_blocks=self.num_blocks, block=self.block, batchnorm=self.batchnorm,
                          downsample=self.downsample, downsample_every=self.downsample_every,
                          conv_dim=self.conv_dim, fc_dim=self.fc_dim, dropout=self.dropout)
+
+
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 
 
 def coerce(name: str, value: Any, typ: type) -> Any:
@@ -215,6 +224,11 @@ def accelerator_for(gpus: float) -> tuple[str, int | str]:
     return "gpu", int(gpus)
 
 
+def device_name(trainer: pl.Trainer) -> str:
+    """The device a run trains on, as torch names it (``cuda:0``, ``cpu``)."""
+    return str(trainer.strategy.root_device)
+
+
 def flat_hparams(cfg: TrainConfig) -> dict[str, bool | int | float | str]:
     return {k: v for k, v in cfg.to_dict().items() if isinstance(v, (bool, int, float, str))}
 
@@ -274,6 +288,8 @@ def train(
         all_callbacks.append(checkpoint_cb)
     # Overfitting = the same few training batches every epoch, unshuffled (done here rather
     # than by Lightning, whose overfit mode rebuilds DataLoaders with a per-item sampler).
+    # Validation then runs on those same batches (the DataModule's overfit mode), as in
+    # Lightning's own overfit_batches.
     limit_train, limit_val = cfg.limit_train_batches, cfg.limit_val_batches
     if cfg.overfit_batches:  # here 1 means one batch, not all of them
         o = cfg.overfit_batches
@@ -281,6 +297,7 @@ def train(
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=devices,
+        precision=cfg.precision,
         max_epochs=cfg.max_epochs,
         logger=logger,
         callbacks=all_callbacks,
@@ -326,8 +343,8 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str, bundle: DataBundle | 
         lit.load_state_dict(state["state_dict"])
     except Exception as err:
         raise UserError(f"cannot load checkpoint {checkpoint}: {err}") from None
-    trainer = pl.Trainer(accelerator=accelerator, devices=devices, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(accelerator=accelerator, devices=devices, precision=cfg.precision,
+                         logger=False, enable_progress_bar=False, enable_model_summary=False)
     run = trainer.test if split == "test" else trainer.validate
     out = run(lit, datamodule=dm, verbose=False)
     return {k: float(v) for k, v in out[0].items()}

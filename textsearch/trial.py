@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -21,7 +22,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from textsearch.data import DataBundle
-from textsearch.training import TrainConfig, TrainResult, train
+from textsearch.errors import TrialGPUError
+from textsearch.training import TrainConfig, TrainResult, device_name, train
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
                if k in REPORTED and v.numel() == 1}
     metrics.update(pl_module.compute_epoch_stats())
     metrics["epoch"] = trainer.current_epoch + 1
+    device = device_name(trainer)
+    metrics["device"] = device
+    metrics["gpu_mem_peak_mb"] = (torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+                                  if device.startswith("cuda") else 0.0)
     dm = getattr(trainer, "datamodule", None)
     if dm is not None and dm.bundle is not None:
         # 1.0 when the images are a read-only view into shared memory (Ray's object store),
@@ -91,7 +97,8 @@ class PrintReportCallback(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
         metrics = epoch_metrics(trainer, pl_module)
         self.history.append(metrics)
-        shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        shown = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in metrics.items())
         print(f"[trial report] {shown}", file=sys.stderr, flush=True)
 
 
@@ -106,6 +113,28 @@ def usable_checkpoint(path: Path) -> str | None:
               "restarting this trial from scratch", file=sys.stderr, flush=True)
         return None
     return str(path)
+
+
+def lightning_devices(assigned: list, cuda_visible: str | None, cuda_count: int
+                      ) -> tuple[str, int]:
+    """Lightning's ``(accelerator, devices)`` for the GPUs Ray assigned to a trial.
+
+    ``assigned``: ``ray.get_gpu_ids()`` in the trial's worker (``[0]`` for a quarter of GPU
+    0); ``cuda_visible``: the ``CUDA_VISIBLE_DEVICES`` Ray set for it; ``cuda_count``:
+    ``torch.cuda.device_count()`` there.  Ray hides every other GPU, so the trial trains on
+    ``devices`` local devices.  A trial that holds a GPU share but cannot see a CUDA
+    device fails here, naming the GPU: it never trains on the CPU instead.
+    """
+    if not assigned:
+        return "cpu", 1
+    ids = ",".join(str(i) for i in assigned)
+    if cuda_count < len(assigned):
+        sees = "no CUDA device" if cuda_count == 0 else f"only {cuda_count} CUDA device(s)"
+        raise TrialGPUError(
+            f"Ray assigned GPU {ids} to this trial (CUDA_VISIBLE_DEVICES={cuda_visible}), but "
+            f"torch {torch.__version__} sees {sees} there: fix the node's GPU driver or CUDA "
+            "set-up, or search with --gpus_per_trial 0")
+    return "gpu", len(assigned)
 
 
 def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle | None,
@@ -125,15 +154,25 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
 
 def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
                fixed: dict[str, Any] | None = None, cpu_threads: int = 1) -> None:
-    """Ray Tune's entry point (wrapped with ``tune.with_parameters``)."""
+    """Ray Tune's entry point (wrapped with ``tune.with_parameters``).
+
+    ``fixed["gpus"]`` is the trial's GPU share; the GPU itself is the one Ray assigned.
+    """
+    import ray
     from ray import tune
 
     for name in ("pytorch_lightning", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    fixed = dict(fixed or {})
+    accelerator, devices = lightning_devices(ray.get_gpu_ids(),
+                                             os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                             torch.cuda.device_count())
+    if accelerator == "cpu" and fixed.get("gpus", 0) > 0:
+        raise TrialGPUError(f"this trial holds {fixed['gpus']:g} GPU but Ray assigned it none")
     trial_dir = Path(tune.get_context().get_trial_dir())
     checkpoint = tune.get_checkpoint()
     # A local checkpoint is read where it is; a remote one is fetched and removed afterwards.
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as local:
         ckpt_path = usable_checkpoint(Path(local) / CHECKPOINT_FILE) if local else None
-        run_trial(config, fixed or {}, bundle, trial_dir, in_tune=True,
+        run_trial(config, fixed, bundle, trial_dir, in_tune=True,
                   cpu_threads=cpu_threads, ckpt_path=ckpt_path)

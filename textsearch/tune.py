@@ -24,6 +24,7 @@ from pathlib import Path
 from textsearch import cli, spaces
 from textsearch.errors import UserError, cli_entry
 from textsearch.search import SCHEDULERS, SEARCHERS
+from textsearch.training import PRECISIONS
 
 EXIT_INTERRUPTED = 130
 
@@ -40,10 +41,11 @@ def build_parser() -> cli.Parser:
     g.add_argument("--reduction_factor", "--reduction-factor", type=cli.positive_float, help="ASHA: keep the best 1/reduction_factor per rung (> 1)")
     g.add_argument("--max_concurrent", "--max-concurrent", type=cli.nonnegative_int, help="trials at once (0: as resources allow)")
     g.add_argument("--gpus_per_trial", "--gpus-per-trial", type=cli.nonnegative_float, help="GPUs per trial, fractions allowed (default: 0 without GPUs, else 0.25)")
+    g.add_argument("--precision", choices=PRECISIONS, help="Lightning precision of every trial (default 32; 16-mixed needs a GPU)")
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
     g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
     g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE or random search")
-    g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, default=10, help="TPE: trials sampled at random before TPE models the results (searches of at most this many trials are random searches)")
+    g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE: trials sampled at random before TPE models the results (default: a quarter of --num_samples, 2 to 10)")
     g.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
     g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
@@ -56,7 +58,7 @@ def build_parser() -> cli.Parser:
     d = p.add_argument_group("single-trial debug run")
     d.add_argument("--debug", action="store_true", help="run one trial in this process, without Ray")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pin a parameter (repeatable)")
-    d.add_argument("--fast_dev_run", "--fast-dev-run", type=cli.positive_int, help="run this many train/val batches only")
+    d.add_argument("--fast_dev_run", "--fast-dev-run", type=cli.positive_int, nargs="?", const=1, help="run this many train/val batches only (no value: 1)")
     d.add_argument("--overfit_batches", "--overfit-batches", type=cli.positive_float, help="overfit this many batches (>= 1) or fraction (< 1)")
     d.add_argument("--limit_train_batches", "--limit-train-batches", type=cli.positive_float, help="train batches per epoch (> 1) or fraction (<= 1)")
     return p
@@ -93,8 +95,11 @@ def latest_search(results_dir: Path, space: str) -> Path:
 def fixed_config(args: argparse.Namespace, space: spaces.SearchSpace) -> dict:
     """The config every trial shares: the space's fixed values, epochs and data fraction."""
     d = space.defaults
-    return {**d.fixed, "max_epochs": args.max_epochs or d.max_epochs,
-            "data_fraction": args.data_fraction or d.data_fraction}
+    fixed = {**d.fixed, "max_epochs": args.max_epochs or d.max_epochs,
+             "data_fraction": args.data_fraction or d.data_fraction}
+    if args.precision:
+        fixed["precision"] = args.precision
+    return fixed
 
 
 def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
@@ -129,16 +134,14 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
 def run_debug(args: argparse.Namespace, space: spaces.SearchSpace) -> int:
     from textsearch.trial import run_trial
 
-    pins = spaces.parse_pins(args.set, space)
-    params, _ = spaces.sample(space, seed=args.seed, pinned=pins)
+    params, pinned_config = spaces.sample_pinned(space, args.seed, args.set)
     fixed = fixed_config(args, space)
     if args.gpus_per_trial:
         fixed["gpus"] = min(1.0, args.gpus_per_trial)
     for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
         if getattr(args, flag) is not None:
             fixed[flag] = getattr(args, flag)
-    for key in [k for k in pins if k not in params]:
-        fixed[key] = pins[key]
+    fixed.update(pinned_config)
     results_dir = Path(args.results_dir)
     check_writable(results_dir)
     run_dir = results_dir / "debug" / (args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -183,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     print(format_summary(summary))
     search_dir = settings.search_dir
+    if summary.get("gpu_error"):
+        raise UserError(f"search stopped: {summary['gpu_error']} (finished trials are kept in "
+                        f"{search_dir})")
     if not args.no_report:
         from textsearch.report import write_report
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from textsearch.errors import UserError
 
@@ -64,23 +64,52 @@ class BatchDataset(Dataset):
         return torch.from_numpy(self.x[rows]), torch.from_numpy(self.y[rows].astype(np.int64))
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A random order of ``range(n)`` drawn from ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every training epoch (on the DataLoader's
+    sampler), so each epoch has its own order, and a run resumed at epoch k sees the
+    same order it would have seen without the interruption.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+
+class EpochBatchSampler(BatchSampler):
+    """A :class:`BatchSampler` that passes Lightning's ``set_epoch`` on to its sampler."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
 def batch_loader(
     dataset: BatchDataset,
     batch_size: int,
     shuffle: bool,
     num_workers: int,
     pin_memory: bool = False,
-    seed: int | None = None,
+    seed: int = 0,
 ) -> DataLoader:
-    """A DataLoader that fetches whole batches with one indexing call each."""
-    if shuffle:
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        sampler = RandomSampler(dataset, generator=generator)
-    else:
-        sampler = SequentialSampler(dataset)
+    """A DataLoader that fetches whole batches with one indexing call each.
+
+    ``shuffle``: a new order every epoch, drawn from ``seed`` and the epoch number.
+    """
+    sampler = EpochShuffleSampler(len(dataset), seed) if shuffle else SequentialSampler(dataset)
     return DataLoader(
         dataset,
-        sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=False),
+        sampler=EpochBatchSampler(sampler, batch_size=batch_size, drop_last=False),
         batch_size=None,  # the sampler already yields batches
         num_workers=num_workers,
         pin_memory=pin_memory,
@@ -102,6 +131,8 @@ class DataConfig:
     batch_size: examples per batch. num_workers: DataLoader worker processes (0 = main
     process). val_fraction: share of the training file held out for validation, split with
     ``split_seed``. data_fraction: share of the training split actually used (quick searches).
+    seed: the training shuffle's seed (the run's seed; each epoch draws its own order).
+    overfit: validate on the training batches (Lightning's overfit mode), unshuffled.
     """
 
     batch_size: int = 128
@@ -109,8 +140,9 @@ class DataConfig:
     val_fraction: float = 0.2
     data_fraction: float = 1.0
     split_seed: int = 42
+    seed: int = 0
     pin_memory: bool = False
-    shuffle: bool = True  # False: the same batches in the same order every epoch
+    overfit: bool = False
 
     def validate(self) -> None:
         if self.batch_size <= 0:
@@ -191,15 +223,17 @@ class BaseDataModule(pl.LightningDataModule):
 
     def _loader(self, ds: BatchDataset, shuffle: bool) -> DataLoader:
         c = self.config
-        return batch_loader(ds, c.batch_size, shuffle, c.num_workers, c.pin_memory, c.split_seed)
+        return batch_loader(ds, c.batch_size, shuffle, c.num_workers, c.pin_memory, c.seed)
 
     def train_dataloader(self) -> DataLoader:
         self._ensure_setup()
-        return self._loader(self.data_train, shuffle=self.config.shuffle)
+        return self._loader(self.data_train, shuffle=not self.config.overfit)
 
     def val_dataloader(self) -> DataLoader:
+        """The validation split; when overfitting, the training batches it overfits."""
         self._ensure_setup()
-        return self._loader(self.data_val, shuffle=False)
+        data = self.data_train if self.config.overfit else self.data_val
+        return self._loader(data, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         self._ensure_setup()

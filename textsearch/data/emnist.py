@@ -1,11 +1,16 @@
-"""EMNIST ByClass: NIST's IDX files -> upright, balanced uint8 arrays cached in HDF5.
+"""EMNIST ByClass: NIST's IDX files -> upright uint8 arrays cached in HDF5.
 
 Raw files are looked for in ``<data root>/downloaded/emnist/``: first the IDX files
 unpacked from NIST's ``gzip.zip``, then ``gzip.zip`` itself (its ByClass members are
 extracted, refusing any path that escapes the folder), and only then is ``gzip.zip``
 downloaded from NIST and MD5-checked.
 
-The processed cache (``processed/emnist/byclass_<balanced|full>.h5``) stores a key of the
+Class mix: by default every split keeps NIST's natural class mix (the setting of the
+published EMNIST ByClass benchmark).  With ``balance`` the lab's balancing (each class
+capped at the mean class count) is applied to the training file *and* the test file, so
+validation (cut from the training file) and test always follow the same distribution.
+
+The processed cache (``processed/emnist/byclass_<balanced|natural>.h5``) stores a key of the
 raw files it was built from and a CRC32 of every array; a cache whose key or CRC does not
 match, or that cannot be read, is rebuilt with a warning, never used.
 
@@ -31,7 +36,7 @@ from textsearch.paths import downloaded_dir, processed_dir
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: balancing applies to the test split too
 SPLIT = "byclass"
 RAW_FILES = {
     "x_train": f"emnist-{SPLIT}-train-images-idx3-ubyte.gz",
@@ -142,7 +147,7 @@ def process(paths: dict[str, Path], balance: bool) -> dict[str, np.ndarray]:
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise UserError(f"EMNIST {split} files disagree: {x.shape} images, {y.shape} labels")
         x = np.ascontiguousarray(x.transpose(0, 2, 1))  # NIST stores images transposed
-        if balance and split == "train":
+        if balance:  # both splits alike, so validation and test share one class mix
             keep = balance_classes(y)
             x, y = x[keep], y[keep]
         arrays[f"x_{split}"] = x
@@ -156,7 +161,7 @@ def crc(a: np.ndarray) -> int:
 
 # -- cache ----------------------------------------------------------------------------------
 def cache_path(balance: bool) -> Path:
-    return processed_dir("emnist") / f"{SPLIT}_{'balanced' if balance else 'full'}.h5"
+    return processed_dir("emnist") / f"{SPLIT}_{'balanced' if balance else 'natural'}.h5"
 
 
 def essentials_path() -> Path:
@@ -196,7 +201,7 @@ def read_cache(path: Path, key: str | None) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def prepare(balance: bool = True) -> Path:
+def prepare(balance: bool = False) -> Path:
     """Make sure the processed cache exists and is valid; returns its path."""
     path = cache_path(balance)
     raw_present = all((raw_dir() / n).exists() for n in RAW_FILES.values())
@@ -219,13 +224,14 @@ def prepare(balance: bool = True) -> Path:
 class EMNIST(BaseDataModule):
     """EMNIST ByClass characters, 28x28, classes = the lab's 83-token mapping.
 
-    balance: cap every training class at the mean class count (the lab's default).
+    balance: cap every class at the mean class count (the lab's balancing), in the
+    training file and the test file alike; off by default (NIST's natural class mix).
     """
 
     name = "EMNIST"
 
     def __init__(self, config: DataConfig | None = None, bundle: DataBundle | None = None,
-                 balance: bool = True):
+                 balance: bool = False):
         super().__init__(config, bundle)
         self.balance = balance
 
