@@ -62,12 +62,19 @@ class Mode:
     retrain_budget_s: float  # and no more than fit in this many seconds at its measured rate
     retrain_fraction: float = 1.0  # share of the training split the best config retrains on
     startup_trials: int = 3  # random trials before TPE models the results (arm a)
+    tpe_trials: int = 10  # TPE start-up item: trials per search,
+    tpe_seeds: int = 3  # seeds,
+    tpe_fraction: float = 0.05  # and share of the training split for the 1-epoch proxy
+    gpu_fraction: float = 0.5  # GPU sharing: share of the training split per trial,
+    gpu_epochs: int = 2  # and epochs per trial (the last epoch's rate is reported)
 
 
 QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurrency_fraction=0.02,
              seeds=1, search_samples=3, search_epochs=2, search_fraction=0.01,
              accuracy_budget_s=45, accuracy_fraction=0.01, accuracy_epochs=2, retrain_epochs=1,
-             retrain_budget_s=30, retrain_fraction=0.02, startup_trials=2)
+             retrain_budget_s=30, retrain_fraction=0.02, startup_trials=2, tpe_trials=4,
+             tpe_seeds=1, tpe_fraction=0.01, gpu_fraction=0.05,
+             gpu_epochs=1)
 FULL = Mode("full", reps=3, loader_batches=300, overhead_fraction=0.15, concurrency_fraction=0.15,
             seeds=3, search_samples=10, search_epochs=4, search_fraction=0.05,
             accuracy_budget_s=1200, accuracy_fraction=0.1, accuracy_epochs=6, retrain_epochs=10,
@@ -336,6 +343,201 @@ def bench_concurrency(mode: Mode, results: Path) -> dict:
             "dataset_mib": bundle.nbytes / 2**20, "reps": mode.reps}
 
 
+# -- TPE's start-up trials -------------------------------------------------------------------
+STARTUP_CHOICES = (2, 3, 5, 10)
+
+
+def proxy_objective(fraction: float, cache: dict):
+    """``cnn_emnist``'s parameters -> val_acc after 1 epoch on ``fraction`` of the data.
+
+    A plain PyTorch loop, 1 thread, seeded: the same parameters give the same value, so
+    results are cached across arms (their random start-up trials coincide).
+    """
+    dm = EMNIST(DataConfig(data_fraction=fraction))
+    dm.setup()
+    space = spaces.load("cnn_emnist")
+
+    def objective(trial) -> float:
+        ret = space.space(trial) or {}
+        params = {**trial.params, **ret}
+        key = json.dumps(params, sort_keys=True)
+        if key not in cache:
+            torch.manual_seed(0)
+            cfg = TrainConfig.from_dict({**space.defaults.fixed, **params, "data_fraction": fraction})
+            dm.config.batch_size = cfg.batch_size
+            model = make_model(cfg, (1, 28, 28), 83)
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+            model.train()
+            for x, y in dm._loader(dm.data_train, shuffle=True):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(uint8_to_float(x)), y).backward()
+                opt.step()
+            model.eval()
+            correct = total = 0
+            with torch.inference_mode():
+                for x, y in dm._loader(dm.data_val, shuffle=False):
+                    correct += int((model(uint8_to_float(x)).argmax(1) == y).sum())
+                    total += len(y)
+            cache[key] = correct / total
+        return cache[key]
+
+    return objective
+
+
+def bench_tpe_startup(mode: Mode, results: Path) -> dict:
+    """Best val_acc of a 10-trial TPE search (multivariate, group) for each start-up count."""
+    import optuna
+
+    from textsearch.searcher import default_startup_trials, make_sampler
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cache: dict = {}
+    objective = proxy_objective(mode.tpe_fraction, cache)
+    best: dict[int, list[float]] = {k: [] for k in STARTUP_CHOICES}
+    after: dict[int, list[float]] = {k: [] for k in STARTUP_CHOICES}
+    mean_all: dict[int, list[float]] = {k: [] for k in STARTUP_CHOICES}
+    for seed in range(mode.tpe_seeds):
+        for k in STARTUP_CHOICES:
+            study = optuna.create_study(direction="maximize",
+                                        sampler=make_sampler("tpe", seed, k))
+            study.optimize(objective, n_trials=mode.tpe_trials)
+            values = [t.value for t in study.trials]
+            best[k].append(max(values))
+            after[k].append(statistics.mean(values[k:]) if k < len(values) else float("nan"))
+            mean_all[k].append(statistics.mean(values))
+            print(f"[tpe_startup] seed {seed} start-up {k}: best {max(values):.3f}",
+                  file=sys.stderr, flush=True)
+    return {"trials": mode.tpe_trials, "seeds": mode.tpe_seeds, "fraction": mode.tpe_fraction,
+            "best_val_acc": {k: stats(v) for k, v in best.items()},
+            "best_per_seed": best, "mean_after_startup": {k: stats(v) for k, v in after.items()},
+            "mean_all": {k: stats(v) for k, v in mean_all.items()},
+            "default_for_trials": default_startup_trials(mode.tpe_trials),
+            "distinct_configs_trained": len(cache)}
+
+
+def tpe_startup_markdown(r: dict) -> list[str]:
+    lines = ["", f"TPE start-up trials: best val_acc of a {r['trials']}-trial TPE search (multivariate, "
+             f"grouped) of `cnn_emnist`'s parameters, each trial 1 epoch on {r['fraction']:.0%} of the "
+             f"training split (plain loop, seeded), {r['seeds']} seeds; {r['trials']} start-up trials "
+             "is a random search:", "",
+             "| start-up trials | best val_acc, median (min-max) | per seed | mean val_acc of all trials | of the TPE-proposed trials |",
+             "|---|---|---|---|---|"]
+    for k, v in r["best_val_acc"].items():
+        m = r["mean_after_startup"][k]
+        after = "-" if m is None or math.isnan(m["median"]) else fmt(m, 3)
+        lines.append(f"| {k} | {fmt(v, 3)} | {', '.join(f'{x:.3f}' for x in r['best_per_seed'][k])} | "
+                     f"{fmt(r['mean_all'][k], 3)} | {after} |")
+    lines.append(f"\nDefault for {r['trials']} trials: {r['default_for_trials']} "
+                 "(a quarter of --num_samples, 2 to 10).")
+    return lines
+
+
+# -- GPU sharing --------------------------------------------------------------------------
+GPU_COUNTS = (1, 2, 4, 8)
+GPU_PRECISIONS = ("32", "bf16-mixed")
+
+
+class GPUSampler:
+    """GPU utilisation (%) and memory used (MiB) from ``nvidia-smi``, every 0.5 s."""
+
+    def __init__(self) -> None:
+        self.util: list[float] = []
+        self.mem: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        cmd = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
+               "--id=0"]
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout
+                util, mem = (float(v) for v in out.strip().split(","))
+                self.util.append(util)
+                self.mem.append(mem)
+            except (OSError, ValueError, subprocess.SubprocessError):
+                return  # no nvidia-smi (a CPU machine): nothing to sample
+            self._stop.wait(0.5)
+
+
+def bench_gpu(mode: Mode, results: Path, counts: tuple[int, ...] = GPU_COUNTS,
+              use_gpu: bool = True) -> dict:
+    """1, 2, 4, 8 concurrent default-CNN trials sharing one GPU (1/n of it each), in two precisions.
+
+    ``use_gpu=False`` runs the same measurement on the CPU (to check the runner itself).
+    """
+    if use_gpu and not torch.cuda.is_available():
+        return {"skipped": "no CUDA GPU on this machine"}
+    out: dict = {"device": torch.cuda.get_device_name(0) if use_gpu else "cpu", "counts": list(counts),
+                 "fraction": mode.gpu_fraction, "epochs": mode.gpu_epochs, "runs": {}}
+    for precision in GPU_PRECISIONS:
+        runs = out["runs"][precision] = {}
+        for n in counts:
+            name = f"gpu-{precision}-{n}"
+            with GPUSampler() as gpu:
+                search(str(BENCH_SPACES / "default_cnn.py"), name, results, num_samples=n,
+                       max_concurrent=n, gpus_per_trial=(1 / n if use_gpu else 0.0),
+                       data_fraction=mode.gpu_fraction, max_epochs=mode.gpu_epochs,
+                       scheduler="fifo", max_failures=0, fixed={"precision": precision})
+            rows = progress(results / name)
+            last = {}
+            for r in rows:  # each trial's last epoch: warm, and all trials running together
+                if r["epoch"] == mode.gpu_epochs:
+                    last[r["trial"]] = r
+            runs[n] = {
+                "trials": len(last),
+                "loop_samples_per_s": sum(r["train_samples_per_s"] for r in last.values()),
+                "wall_samples_per_s": aggregate_rate(results / name, mode.gpu_fraction),
+                "gpu_mem_peak_mb_per_trial": max((r["gpu_mem_peak_mb"] for r in rows), default=0.0),
+                "gpu_util_mean": statistics.mean(gpu.util) if gpu.util else None,
+                "gpu_util_max": max(gpu.util) if gpu.util else None,
+                "gpu_mem_used_max_mib": max(gpu.mem) if gpu.mem else None,
+                "devices": sorted({str(r["device"]) for r in rows}),
+                "reports": len(rows),
+                "reports_on_cuda": sum(str(r["device"]).startswith("cuda") for r in rows),
+            }
+        base = runs[counts[0]]["loop_samples_per_s"]
+        for n in counts:
+            runs[n]["speedup_vs_1"] = runs[n]["loop_samples_per_s"] / base if base else None
+    return out
+
+
+def gpu_markdown(r: dict) -> list[str]:
+    if "skipped" in r:
+        return ["", f"GPU sharing: not measured ({r['skipped']})."]
+    lines = ["", f"GPU sharing on one {r['device']}: the default CNN, {r['epochs']} epoch(s) per trial on "
+             f"{r['fraction']:.0%} of the training split, n concurrent trials holding 1/n of the GPU "
+             "each; samples/s are summed over the trials' last epochs (training loops), "
+             "wall-clock from the first trial's start to the last report.", "",
+             "| precision | trials | aggregate train samples/s | vs 1 trial | wall-clock samples/s | "
+             "peak GPU memory per trial (MiB) | GPU util mean / max (%) | reports on cuda |",
+             "|---|---|---|---|---|---|---|---|"]
+    for precision, runs in r["runs"].items():
+        for n, x in runs.items():
+            util = ("-" if x["gpu_util_mean"] is None
+                    else f"{x['gpu_util_mean']:.0f} / {x['gpu_util_max']:.0f}")
+            lines.append(f"| {precision} | {n} | {x['loop_samples_per_s']:,.0f} | "
+                         f"{x['speedup_vs_1']:.2f}x | {x['wall_samples_per_s']:,.0f} | "
+                         f"{x['gpu_mem_peak_mb_per_trial']:,.0f} | {util} | "
+                         f"{x['reports_on_cuda']}/{x['reports']} |")
+    four = {p: runs.get(4, runs.get("4")) for p, runs in r["runs"].items()}
+    for p, x in four.items():
+        if x is not None:
+            met = "met" if x["speedup_vs_1"] and x["speedup_vs_1"] >= 2.5 else "not met"
+            lines.append(f"\n{p}: 4 trials on one GPU give {x['speedup_vs_1']:.2f}x the aggregate "
+                         f"samples/s of 1 trial (target >= 2.5x: {met}).")
+    return lines
+
+
 # -- 1 (issue 5). search efficiency -----------------------------------------------------------
 ARM_A, ARM_B, ARM_C = "a: TPE + ASHA", "b: random + ASHA", "c: random, no early stopping"
 ARMS = {ARM_A: ("tpe", "asha"), ARM_B: ("random", "asha"), ARM_C: ("random", "fifo")}
@@ -446,7 +648,8 @@ def bench_accuracy(mode: Mode, results: Path) -> dict:
             "test_acc": result.test_acc, "paper_byclass_opium": 0.6971}
 
 
-ITEMS = ["data_path", "lines", "startup", "overhead", "concurrency", "search", "accuracy"]
+ITEMS = ["data_path", "lines", "startup", "overhead", "concurrency", "search", "tpe_startup",
+         "accuracy", "gpu"]
 
 
 def machine() -> str:
@@ -491,7 +694,7 @@ def markdown(mode: Mode, res: dict) -> str:
                      f"{r['retrain_epochs']} epochs on {r['retrain_fraction']:.0%} of the training split: test accuracy | "
                      f"**{r['test_acc']:.4f}** (1 run) | EMNIST paper ByClass baseline {r['paper_byclass_opium']:.2%} | "
                      f"{'above' if r['test_acc'] > r['paper_byclass_opium'] else 'below'} (see below) |")
-    if not torch.cuda.is_available():
+    if "gpu" not in res or "skipped" in res["gpu"]:
         lines.append("| 1, 2, 4, 8 trials sharing one GPU | not measured: no GPU on this machine | - | - |")
     if "search" in res:
         r = res["search"]
@@ -525,6 +728,10 @@ def markdown(mode: Mode, res: dict) -> str:
                   f"**test accuracy {r['test_acc']:.4f}** on the sample's test split (23,265 images), beside the "
                   f"EMNIST paper's ByClass baseline of {r['paper_byclass_opium']:.2%} (OPIUM, Cohen et al. 2017, "
                   "trained on the full 698k-image training split, so not a like-for-like comparison)."]
+    if "tpe_startup" in res:
+        lines += tpe_startup_markdown(res["tpe_startup"])
+    if "gpu" in res:
+        lines += gpu_markdown(res["gpu"])
     return "\n".join(lines) + "\n"
 
 
@@ -561,7 +768,10 @@ def main(argv: list[str] | None = None) -> int:
         res[item] = fn(mode, work) if item not in ("data_path", "lines") else fn(mode)
         res[item]["seconds"] = time.time() - start
         print(f"[{item}] done in {res[item]['seconds']:.0f} s", file=sys.stderr, flush=True)
-        (RESULTS / f"{mode.name}.json").write_text(json.dumps(res, indent=1, default=str))
+        # merged into the file as it is now: another runner may have saved an item meanwhile
+        saved = json.loads(previous.read_text()) if previous.exists() else {}
+        res = {**saved, item: res[item]}
+        previous.write_text(json.dumps(res, indent=1, default=str))
     res = {k: res[k] for k in ITEMS if k in res}
     text = markdown(mode, res)
     (RESULTS / f"{mode.name}.md").write_text(text)

@@ -38,6 +38,22 @@ def write_brown(nltk_dir: Path) -> None:
         zf.writestr("brown/README", "tiny test corpus\n")
 
 
+GPU_CHECK = "bash .ci/gpu-check"
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``gpu`` need CUDA: skipped with their reason here, required by the GPU check."""
+    if item.get_closest_marker("gpu") is None:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        reason = f"needs a CUDA GPU: run `{GPU_CHECK}` on a machine with one"
+        if os.environ.get("TEXTSEARCH_REQUIRE_GPU") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """A data root with synthetic EMNIST in downloaded/emnist and a tiny Brown corpus."""

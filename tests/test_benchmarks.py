@@ -70,3 +70,39 @@ def test_retraining_epochs_fit_the_time_budget():
     assert run.retrain_epochs(mode, samples_per_s=100, train_size=20_000) == 3  # 200 s an epoch
     assert run.retrain_epochs(mode, samples_per_s=10_000, train_size=20_000) == 10  # capped
     assert run.retrain_epochs(mode, samples_per_s=1, train_size=20_000) == 1  # at least one
+
+
+def test_gpu_item_measures_concurrent_trials_and_their_devices(tmp_path):
+    """The GPU-sharing item's own code, run on the CPU; on a machine without CUDA the real
+    item says it was not measured."""
+    import torch
+
+    run = load_runner()
+    mode = dataclasses.replace(run.QUICK, gpu_fraction=1.0, gpu_epochs=1)
+    res = run.bench_gpu(mode, tmp_path / "work", counts=(1, 2), use_gpu=False)
+    for precision in run.GPU_PRECISIONS:
+        runs = res["runs"][precision]
+        assert runs[1]["trials"] == 1 and runs[2]["trials"] == 2
+        assert runs[2]["reports"] == 2 and runs[2]["reports_on_cuda"] == 0
+        assert runs[2]["devices"] == ["cpu"] and runs[2]["loop_samples_per_s"] > 0
+        assert runs[1]["speedup_vs_1"] == 1.0
+    table = "\n".join(run.gpu_markdown(res))
+    assert "| bf16-mixed | 2 |" in table and "0/2" in table
+    if not torch.cuda.is_available():
+        skipped = run.bench_gpu(mode, tmp_path / "work2")
+        assert skipped == {"skipped": "no CUDA GPU on this machine"}
+        assert "not measured" in run.markdown(mode, {"gpu": skipped})
+
+
+def test_tpe_startup_item_runs_every_startup_count(tmp_path):
+    run = load_runner()
+    mode = dataclasses.replace(run.QUICK, tpe_trials=3, tpe_seeds=1, tpe_fraction=1.0)
+    res = run.bench_tpe_startup(mode, tmp_path)
+    assert set(res["best_val_acc"]) == set(run.STARTUP_CHOICES)
+    for k in run.STARTUP_CHOICES:
+        assert 0.0 <= res["best_val_acc"][k]["median"] <= 1.0
+    # the arms share their random start-up trials, so fewer configs are trained than trials run
+    assert res["distinct_configs_trained"] < 3 * len(run.STARTUP_CHOICES)
+    assert res["default_for_trials"] == 2
+    table = "\n".join(run.tpe_startup_markdown(res))
+    assert "| 2 |" in table and "a quarter of --num_samples" in table

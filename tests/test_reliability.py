@@ -83,6 +83,15 @@ def test_driver_killed_then_resumed_counts_every_trial_once(tmp_path):
 
         epochs = [int(r["epoch"]) for r in csv.DictReader(f.open())]
         assert epochs == sorted(set(epochs)) and epochs[-1] == 4
+    # the resumed search went on with the same study: one Optuna trial per trial, all told
+    from optuna.trial import TrialState
+
+    from textsearch.searcher import load_study
+
+    study = load_study(search).trials
+    assert sorted(t.user_attrs["ray_trial_id"] for t in study) == sorted(ids)
+    assert all(t.state == TrialState.COMPLETE for t in study)
+    assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in study)
 
 
 def test_ctrl_c_writes_summary_and_says_how_to_resume(tmp_path):

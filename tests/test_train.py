@@ -41,6 +41,9 @@ BAD = [
     (["--overfit_batches", "-1"], "must be >= 0"),
     (["--data_fraction", "1.5"], "fraction in (0, 1]"),
     (["--runs_dir", ""], "must not be empty"),
+    (["--precision", "16-mixed"], "16-mixed needs a GPU"),
+    (["--precision", "8"], "invalid choice: '8'"),
+    (["--fast_dev_run", "many"], "expected an integer >= 0"),
     (["--unknown_flag", "1"], "unrecognized arguments"),
 ]
 
@@ -62,3 +65,19 @@ def test_bad_input_from_a_real_process_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("textsearch.train: error: argument --max_epochs/--max-epochs: "
                                    "must be > 0, got 0")
+
+
+def test_fast_dev_run_alone_means_one_batch(tmp_path, capsys):
+    from textsearch import tune as tune_cli
+    from textsearch.train import build_parser
+
+    assert build_parser().parse_args(["--fast_dev_run"]).fast_dev_run == 1
+    assert build_parser().parse_args(["--fast_dev_run", "3"]).fast_dev_run == 3
+    assert build_parser().parse_args([]).fast_dev_run == 0
+    tune_parser = tune_cli.build_parser()
+    assert tune_parser.parse_args(["--space", "smoke", "--fast_dev_run"]).fast_dev_run == 1
+    assert tune_parser.parse_args(["--space", "smoke", "--fast-dev-run", "2"]).fast_dev_run == 2
+    code, err = run_main(train_main, ["--fast_dev_run", "--conv_dim", "8", "--batch_size", "16",
+                                      "--runs_dir", str(tmp_path), "--name", "f",
+                                      "--no_progress_bar"], capsys)
+    assert code == 0, err

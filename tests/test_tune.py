@@ -146,7 +146,7 @@ def test_debug_run_output(tmp_path):
 
     args = build_parser().parse_args(["--space", str(SPACES / "asha_certain.py"), "--debug",
                                       "--set", "conv_dim=6", "--fast_dev_run", "2",
-                                      "--results_dir", str(tmp_path)])
+                                      "--precision", "bf16-mixed", "--results_dir", str(tmp_path)])
     import contextlib
     import io
 
@@ -155,6 +155,7 @@ def test_debug_run_output(tmp_path):
         assert run_debug(args, spaces.load(args.space)) == 0
     out = buf.getvalue()
     assert '"conv_dim": 6' in out and '"lr": 0.003' in out and "metrics:" in out
+    assert '"precision": "bf16-mixed"' in out
 
 
 BAD = [
@@ -169,6 +170,11 @@ BAD = [
     (["--space", "smoke", "--reduction_factor", "1"], "reduction_factor must be > 1"),
     (["--space", "smoke", "--gpus_per_trial", "1"], "has none"),
     (["--space", "smoke", "--gpus_per_trial", "-1"], "must be >= 0"),
+    (["--space", "smoke", "--precision", "16-mixed"], "16-mixed needs a GPU"),
+    (["--space", "smoke", "--debug", "--precision", "16-mixed"], "16-mixed needs a GPU"),
+    (["--space", "smoke", "--precision", "64"], "invalid choice: '64'"),
+    (["--space", "cnn_emnist", "--debug", "--set", "num_blocks=6", "--set", "downsample_every=1"],
+     "downsample_every: 1 is outside the range [2, 3]"),
     (["--space", "smoke", "--address", "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9"),
     (["--space", "smoke", "--address", "nonsense"], "--address must be"),
     (["--space", "smoke", "--debug", "--set", "colour=red"], "unknown parameter 'colour'"),
@@ -184,7 +190,7 @@ BAD = [
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message, capsys):
     import torch
 
-    if "--gpus_per_trial" in args and torch.cuda.is_available():
+    if ("--gpus_per_trial" in args or "16-mixed" in args) and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     code, err = run_main(tune_main, [*args, "--results_dir", str(tmp_path / "runs")], capsys)
     assert code == 2, err

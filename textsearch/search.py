@@ -233,6 +233,7 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     if settings.startup_trials is None:
         settings.startup_trials = default_startup_trials(settings.num_samples)
     sampler = make_sampler(settings.searcher, settings.seed, settings.startup_trials)
+    settings.search_dir.mkdir(parents=True, exist_ok=True)
     return StudySearcher(space=space.space, metric=settings.metric, mode=settings.mode,
                          sampler=sampler, study_name=STUDY_NAME,
                          storage=journal_storage(settings.search_dir.resolve() / STUDY_FILE),
