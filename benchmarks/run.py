@@ -428,8 +428,10 @@ def tpe_startup_markdown(r: dict) -> list[str]:
         after = "-" if m is None or math.isnan(m["median"]) else fmt(m, 3)
         lines.append(f"| {k} | {fmt(v, 3)} | {', '.join(f'{x:.3f}' for x in r['best_per_seed'][k])} | "
                      f"{fmt(r['mean_all'][k], 3)} | {after} |")
-    lines.append(f"\nDefault for {r['trials']} trials: {r['default_for_trials']} "
-                 "(a quarter of --num_samples, 2 to 10).")
+    from textsearch.searcher import STARTUP_RULE, default_startup_trials
+
+    lines.append(f"\nDefault for {r['trials']} trials: {default_startup_trials(r['trials'])} "
+                 f"({STARTUP_RULE}).")
     return lines
 
 

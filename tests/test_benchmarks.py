@@ -105,4 +105,4 @@ def test_tpe_startup_item_runs_every_startup_count(tmp_path):
     assert res["distinct_configs_trained"] < 3 * len(run.STARTUP_CHOICES)
     assert res["default_for_trials"] == 2
     table = "\n".join(run.tpe_startup_markdown(res))
-    assert "| 2 |" in table and "a quarter of --num_samples" in table
+    assert "| 2 |" in table and "half of --num_samples" in table

@@ -15,8 +15,8 @@ from textsearch.search import SearchSettings, make_searcher
 from textsearch.searcher import default_startup_trials, load_study
 
 
-@pytest.mark.parametrize("num_samples,startup", [(1, 2), (8, 2), (10, 2), (12, 3), (20, 5),
-                                                 (40, 10), (200, 10)])
+@pytest.mark.parametrize("num_samples,startup", [(1, 2), (4, 2), (8, 4), (10, 5), (12, 6),
+                                                 (20, 10), (200, 10)])
 def test_startup_trials_scale_with_the_search(num_samples, startup):
     assert default_startup_trials(num_samples) == startup
 
@@ -33,7 +33,7 @@ def test_tpe_is_set_up_for_conditional_spaces(tmp_path):
     sampler = searcher._ot_study.sampler  # what Optuna's study really holds
     assert isinstance(sampler, TPESampler)
     assert sampler._multivariate and sampler._group and sampler._constant_liar
-    assert sampler._n_startup_trials == 2 == s.startup_trials  # resolved from num_samples=8
+    assert sampler._n_startup_trials == 4 == s.startup_trials  # resolved from num_samples=8
     explicit = make_searcher(settings(tmp_path, name="t", startup_trials=5), spaces.load("smoke"))
     assert explicit._ot_study.sampler._n_startup_trials == 5
     random = make_searcher(settings(tmp_path, name="r", searcher="random"), spaces.load("smoke"))

@@ -45,7 +45,7 @@ def build_parser() -> cli.Parser:
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
     g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
     g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE or random search")
-    g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE: trials sampled at random before TPE models the results (default: a quarter of --num_samples, 2 to 10)")
+    g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE: trials sampled at random before TPE models the results (default: half of --num_samples, 2 to 10)")
     g.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
     g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
