@@ -1,0 +1,1 @@
+"""textsearch: hyperparameter search for handwriting recognition."""

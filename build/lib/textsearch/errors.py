@@ -1,0 +1,44 @@
+"""User-facing errors and the CLI convention for them.
+
+A :class:`UserError` is something the user can fix (a bad flag, missing data, an impossible
+architecture).  CLIs print it as one line on stderr and exit with code 2; every other
+exception is a bug in textsearch and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+EXIT_USER_ERROR = 2
+
+F = TypeVar("F", bound=Callable[..., int])
+
+
+class UserError(Exception):
+    """An error caused by input the user controls; the message says what to do."""
+
+
+class TrialGPUError(UserError):
+    """A trial holds a GPU share but cannot train on that GPU (a misconfigured node)."""
+
+
+def cli_entry(main: F) -> F:
+    """Wrap a CLI ``main`` so user errors become one line on stderr and exit code 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            module = main.__module__
+            if module == "__main__":  # run as ``python -m textsearch.NAME``
+                module = Path(sys.argv[0]).stem
+            prog = module.rsplit(".", 1)[-1]
+            print(f"textsearch.{prog}: error: {err}", file=sys.stderr, flush=True)
+            return EXIT_USER_ERROR
+
+    return wrapper  # type: ignore[return-value]

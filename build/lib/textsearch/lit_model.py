@@ -1,0 +1,94 @@
+"""The LightningModule that wraps any model: loss, accuracy, optimizer, throughput.
+
+Logged per epoch: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (and ``test_loss``,
+``test_acc`` when testing), ``train_samples_per_s`` (training images per second of the
+training loop, validation excluded) and ``epoch_s`` (wall seconds of the whole epoch).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from torch import nn
+
+
+class LitModel(pl.LightningModule):
+    """lr: learning rate of Adam. one_cycle_max_lr: if set, a one-cycle schedule peaking there."""
+
+    def __init__(self, model: nn.Module, num_classes: int, lr: float = 1e-3,
+                 one_cycle_max_lr: float | None = None, weight_decay: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.one_cycle_max_lr = one_cycle_max_lr
+        self.weight_decay = weight_decay
+        self.loss_fn = nn.CrossEntropyLoss()
+        kw = {"task": "multiclass", "num_classes": num_classes}
+        self.train_acc = torchmetrics.Accuracy(**kw)
+        self.val_acc = torchmetrics.Accuracy(**kw)
+        self.test_acc = torchmetrics.Accuracy(**kw)
+        self._epoch_start = self._last_batch_end = time.perf_counter()
+        self._epoch_samples = 0
+        self.last_epoch_stats: dict[str, float] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _step(self, batch, stage: str, metric: torchmetrics.Metric) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        metric(logits.detach(), y)
+        on_step = False
+        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "train",
+                 batch_size=len(y))
+        self.log(f"{stage}_acc", metric, on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        self._epoch_samples += len(batch[1])
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    # -- throughput ---------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = self._last_batch_end = time.perf_counter()
+        self._epoch_samples = 0
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._last_batch_end = time.perf_counter()
+
+    def compute_epoch_stats(self) -> dict[str, float]:
+        """Samples/s of this epoch's training loop and the epoch's seconds so far."""
+        now = time.perf_counter()
+        train_s = max(self._last_batch_end - self._epoch_start, 1e-9)
+        self.last_epoch_stats = {
+            "train_samples_per_s": self._epoch_samples / train_s,
+            "epoch_s": now - self._epoch_start,
+        }
+        return self.last_epoch_stats
+
+    def on_train_epoch_end(self) -> None:
+        stats = self.compute_epoch_stats()
+        if self.logger is not None:
+            self.logger.log_metrics(stats, step=self.global_step)
+
+    # -- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if not self.one_cycle_max_lr:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.one_cycle_max_lr,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,256 @@
+"""Plots of a finished search, shared by ``textsearch.report`` and the notebooks.
+
+:func:`load_search` reads a search directory (``summary.json`` and every trial's
+``progress.csv``); each ``plot_*`` function draws one figure from it and returns it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from textsearch.errors import UserError
+
+plt.rcParams.update({"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11,
+                     "figure.dpi": 100, "savefig.bbox": "tight"})
+
+STATUS_STYLE = {
+    "completed": {"color": "tab:blue", "linestyle": "-"},
+    "stopped_early": {"color": "tab:orange", "linestyle": "--"},
+    "unfinished": {"color": "tab:gray", "linestyle": ":"},
+    "errored": {"color": "tab:red", "linestyle": ":"},
+}
+
+
+@dataclass
+class SearchData:
+    """A search as tables: ``trials`` (one row per trial) and ``epochs`` (one per report)."""
+
+    path: Path
+    summary: dict[str, Any]
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+
+    @property
+    def metric(self) -> str:
+        return self.summary["metric"]
+
+    @property
+    def mode(self) -> str:
+        return self.summary["mode"]
+
+    def param_names(self) -> list[str]:
+        """Searched parameters: config keys that vary across trials."""
+        names = []
+        for key in sorted({k for c in self.trials["config"] for k in c}):
+            values = {json.dumps(c.get(key), sort_keys=True) for c in self.trials["config"]}
+            if len(values) > 1:
+                names.append(key)
+        return names
+
+
+def load_search(search_dir: str | Path) -> SearchData:
+    path = Path(search_dir)
+    summary_file = path / "summary.json"
+    if not summary_file.is_file():
+        raise UserError(f"{path} is not a finished search directory (no summary.json)")
+    try:
+        summary = json.loads(summary_file.read_text())
+    except ValueError as err:
+        raise UserError(f"{summary_file} is damaged: {err}") from None
+    trials = pd.DataFrame(summary["trials"])
+    frames = []
+    for t in summary["trials"]:
+        progress = Path(t["path"]) / "progress.csv"
+        if not progress.exists():
+            progress = path / Path(t["path"]).name / "progress.csv"  # the directory was moved
+        if progress.exists() and progress.stat().st_size:
+            df = pd.read_csv(progress)
+            df["trial_id"] = t["trial_id"]
+            df["status"] = t["status"]
+            frames.append(df)
+    epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["trial_id", "status", "epoch", summary["metric"], "timestamp"])
+    return SearchData(path, summary, trials, epochs)
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    return a > b if mode == "max" else a < b
+
+
+def best_so_far(data: SearchData) -> pd.DataFrame:
+    """Every report in time order with the best metric seen up to it and the trial's rank."""
+    m = data.metric
+    df = data.epochs.dropna(subset=[m]).copy()
+    if df.empty:
+        return df.assign(wall_s=[], best=[], trial_index=[])
+    start = (df["timestamp"] - df["time_total_s"]).min() if "time_total_s" in df else df["timestamp"].min()
+    df = df.sort_values(["timestamp", "epoch"]).reset_index(drop=True)
+    df["wall_s"] = df["timestamp"] - start
+    order = {tid: i + 1 for i, tid in enumerate(df.drop_duplicates("trial_id")["trial_id"])}
+    df["trial_index"] = df["trial_id"].map(order)
+    best, out = None, []
+    for v in df[m]:
+        best = v if best is None or _better(v, best, data.mode) else best
+        out.append(best)
+    df["best"] = out
+    return df
+
+
+def plot_best_vs_time(data: SearchData):
+    df = best_so_far(data)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if not df.empty:
+        ax.step(df["wall_s"], df["best"], where="post", color="tab:green", lw=2)
+        ax.scatter(df["wall_s"], df[data.metric], s=12, color="tab:gray", alpha=0.6,
+                   label="each epoch report")
+        ax.legend(loc="lower right")
+    ax.set(title=f"Best {data.metric} so far against wall time", xlabel="wall time since start (s)",
+           ylabel=f"best {data.metric}")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_best_vs_trials(data: SearchData):
+    df = best_so_far(data)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if not df.empty:
+        per_trial = df.groupby("trial_index")["best"].last()
+        ax.step(per_trial.index, per_trial.values, where="post", color="tab:green", lw=2, marker="o")
+        ax.set_xticks(per_trial.index)
+    ax.set(title=f"Best {data.metric} so far against trials started",
+           xlabel="trial (in order of first report)", ylabel=f"best {data.metric}")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_curves(data: SearchData):
+    """The metric per epoch for every trial; ASHA-stopped trials dashed, with an x at the stop."""
+    m = data.metric
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    seen = set()
+    for _, df in data.epochs.groupby("trial_id", sort=False):
+        df = df.dropna(subset=[m]).sort_values("epoch")
+        status = df["status"].iloc[0] if len(df) else "unfinished"
+        style = STATUS_STYLE.get(status, STATUS_STYLE["unfinished"])
+        label = status.replace("_", " ") if status not in seen else None
+        seen.add(status)
+        ax.plot(df["epoch"], df[m], marker="o", ms=3, lw=1.5, label=label, **style)
+        if status == "stopped_early" and len(df):
+            ax.scatter(df["epoch"].iloc[-1], df[m].iloc[-1], marker="x", s=60, color="black",
+                       zorder=3)
+    ax.set(title=f"{m} per epoch, every trial (x: stopped by ASHA)", xlabel="epoch", ylabel=m)
+    if seen:
+        ax.legend(loc="best")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _final_metric(data: SearchData) -> pd.Series:
+    return data.trials[f"best_{data.metric}"].astype(float)
+
+
+def plot_params(data: SearchData):
+    """Each searched parameter against the trial's best metric."""
+    names = data.param_names()
+    n = max(1, len(names))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    y = _final_metric(data)
+    for ax, name in zip(axes.flat, names):
+        values = [c.get(name) for c in data.trials["config"]]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric:
+            x = np.asarray(values, dtype=float)
+            ax.scatter(x, y, color="tab:blue", alpha=0.8)
+            if x.min() > 0 and x.max() / x.min() > 50:
+                ax.set_xscale("log")
+        else:
+            cats = sorted({str(v) for v in values})
+            pos = [cats.index(str(v)) for v in values]
+            jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(pos))
+            ax.scatter(np.asarray(pos) + jitter, y, color="tab:blue", alpha=0.8)
+            ax.set_xticks(range(len(cats)), cats)
+        ax.set(xlabel=name, ylabel=f"best {data.metric}")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    if not names:
+        axes.flat[0].text(0.5, 0.5, "no parameter varied", ha="center", va="center")
+    fig.suptitle(f"Each parameter against the best {data.metric} of its trial", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def study_from_trials(data: SearchData):
+    """An Optuna study rebuilt from the search's trials (for Optuna's analysis tools)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = data.param_names()
+    dists = {}
+    for name in names:
+        values = [c[name] for c in data.trials["config"] if name in c]
+        if all(isinstance(v, bool) or isinstance(v, str) or v is None for v in values):
+            dists[name] = CategoricalDistribution(sorted(set(values), key=str))
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            dists[name] = IntDistribution(min(values), max(values))
+        else:
+            lo, hi = float(min(values)), float(max(values))
+            dists[name] = FloatDistribution(lo, hi, log=lo > 0 and hi / lo > 50)
+    study = optuna.create_study(direction="maximize" if data.mode == "max" else "minimize")
+    for config, value in zip(data.trials["config"], _final_metric(data)):
+        if value is None or not np.isfinite(value):
+            continue
+        params = {k: config[k] for k in names if k in config}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: dists[k] for k in params}, value=float(value)))
+    return study
+
+
+def param_importances(data: SearchData) -> dict[str, float]:
+    """Optuna's fANOVA importance of each parameter for the metric (empty if too few trials)."""
+    import optuna
+
+    study = study_from_trials(data)
+    if len(study.trials) < 3 or not data.param_names():
+        return {}
+    try:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        return optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (RuntimeError, ValueError):
+        return {}
+
+
+def plot_importance(data: SearchData):
+    imp = param_importances(data)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(3, len(imp)) + 1))
+    if imp:
+        names = list(imp)[::-1]
+        ax.barh(names, [imp[n] for n in names], color="tab:purple")
+    else:
+        ax.text(0.5, 0.5, "too few finished trials for importance", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set(title=f"Parameter importance for {data.metric} (Optuna fANOVA)",
+           xlabel="importance (share of variance, sums to 1)")
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+PLOTS = {
+    "best_vs_time": plot_best_vs_time,
+    "best_vs_trials": plot_best_vs_trials,
+    "curves": plot_curves,
+    "params": plot_params,
+    "importance": plot_importance,
+}

@@ -1,0 +1,346 @@
+"""Running a search: Ray Tune with Optuna's TPE and ASHA, data shared through Ray.
+
+:func:`run_search` prepares the data once on the driver, puts it into Ray's object store
+once (:func:`ray.tune.with_parameters`), and runs :func:`textsearch.trial.tune_trial` for
+every trial with resources taken from the trial's own config.  Everything a search writes
+lives in one directory, ``<results_dir>/<name>/``:
+
+- ``search.json``: the settings it was started with (used by ``--resume``);
+- one ``trial_<id>/`` folder per trial: TensorBoard events with HParams, ``params.json``,
+  ``progress.csv``/``result.json`` (metrics per epoch), ``checkpoint_*`` (best and latest);
+- ``study.journal``: the Optuna study, with each trial's true state (:mod:`textsearch.searcher`);
+- ``early_stops.json``: which trials ASHA stopped, at which epoch;
+- ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textsearch.errors import UserError
+from textsearch.spaces import SearchSpace
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "search.json"
+SUMMARY_FILE = "summary.json"
+TRIALS_FILE = "trials.csv"
+EARLY_STOPS_FILE = "early_stops.json"
+LOCK_FILE = ".search.lock"
+
+
+@dataclass
+class SearchSettings:
+    """What a search runs with; saved in ``search.json`` so a resume uses the same.
+
+    gpus_per_trial may be a fraction (0.25: four trials per GPU). cpus_per_trial: CPU
+    threads for the training loop; a trial asks Ray for cpus_per_trial + num_workers CPUs.
+    time_budget_s: 0 means no budget. max_failures: retries of a crashed trial.
+    """
+
+    space: str
+    space_path: str
+    name: str
+    results_dir: str
+    num_samples: int
+    max_epochs: int
+    grace_period: int
+    reduction_factor: float
+    metric: str
+    mode: str
+    seed: int = 0
+    max_concurrent: int = 0
+    gpus_per_trial: float | None = None  # None: decided from the cluster's GPUs
+    cpus_per_trial: int = 1
+    time_budget_s: float = 0.0
+    max_failures: int = 2
+    searcher: str = "tpe"  # "tpe" (Optuna's TPE) or "random" (Optuna's random sampler)
+    scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
+    startup_trials: int | None = None  # TPE samples at random first (None: by num_samples)
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def search_dir(self) -> Path:
+        return Path(self.results_dir) / self.name
+
+    def save(self) -> None:
+        (self.search_dir / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, search_dir: Path) -> SearchSettings:
+        try:
+            data = json.loads((search_dir / SETTINGS_FILE).read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError) as err:
+            raise UserError(f"{search_dir / SETTINGS_FILE} is missing or damaged: {err}") from None
+
+
+# -- Ray ------------------------------------------------------------------------------------
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on an unreachable ``host:port`` or ``ray://host:port`` address."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"--address must be 'auto', 'host:port' or 'ray://host:port', got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}") from None
+
+
+class _DropAdvisory(logging.Filter):
+    """Drops Ray's notice that token authentication is on by default (it stays on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        _DropAdvisory())
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if ray.is_initialized():
+        return
+    if address:
+        check_address(address)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                 configure_logging=True, log_to_driver=True)
+    except (ConnectionError, RuntimeError, TimeoutError) as err:
+        raise UserError(f"cannot connect to the Ray cluster at {address}: {err}") from None
+
+
+def cluster_resources() -> tuple[float, float]:
+    import ray
+
+    res = ray.cluster_resources()
+    return float(res.get("CPU", 1)), float(res.get("GPU", 0))
+
+
+def check_gpus(gpus_per_trial: float, cluster_gpus: float) -> None:
+    if gpus_per_trial < 0:
+        raise UserError(f"--gpus_per_trial must be >= 0, got {gpus_per_trial}")
+    if gpus_per_trial > 0 and cluster_gpus == 0:
+        raise UserError(f"--gpus_per_trial {gpus_per_trial:g} asks for GPUs, but the Ray cluster "
+                        "has none; use --gpus_per_trial 0")
+    if gpus_per_trial > cluster_gpus:
+        raise UserError(f"--gpus_per_trial {gpus_per_trial:g} is more than the {cluster_gpus:g} "
+                        "GPUs present")
+    if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
+        raise UserError(f"--gpus_per_trial above 1 must be whole, got {gpus_per_trial:g}")
+
+
+def default_gpus_per_trial(cluster_gpus: float) -> float:
+    """0 without GPUs; otherwise a quarter GPU, so four small trials share each GPU."""
+    return 0.25 if cluster_gpus > 0 else 0.0
+
+
+def default_concurrency(settings: SearchSettings, total_cpus: float, total_gpus: float) -> int:
+    """As many trials at once as the cluster's CPUs (and GPU shares) hold."""
+    slots = total_cpus // settings.cpus_per_trial
+    if settings.gpus_per_trial > 0:
+        slots = min(slots, total_gpus // settings.gpus_per_trial)
+    return max(1, int(slots))
+
+
+def trial_resources(settings: SearchSettings, total_cpus: float):
+    """Resources of a trial, from its own config: CPUs for the loop plus its data workers."""
+
+    def resources(config: dict[str, Any]) -> dict[str, float]:
+        workers = int(config.get("num_workers", settings.fixed.get("num_workers", 0)))
+        cpus = min(settings.cpus_per_trial + workers, max(1.0, total_cpus))
+        return {"cpu": cpus, "gpu": settings.gpus_per_trial}
+
+    return resources
+
+
+# -- locking --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def search_lock(search_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the search directory (released even on SIGKILL)."""
+    search_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(search_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise UserError(f"search {search_dir} is in use by another process (pid {owner}); "
+                            "wait for it or choose another --name") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+# -- the search -----------------------------------------------------------------------------
+SEARCHERS = ("tpe", "random")
+SCHEDULERS = ("asha", "fifo")
+
+
+def make_scheduler(settings: SearchSettings):
+    from ray.tune.schedulers import FIFOScheduler
+
+    from textsearch.asha import RecordingASHA
+
+    if settings.scheduler == "fifo":
+        return FIFOScheduler()
+
+    return RecordingASHA(
+        record_path=str(settings.search_dir / EARLY_STOPS_FILE),
+        metric=settings.metric,
+        mode=settings.mode,
+        time_attr="epoch",
+        max_t=settings.max_epochs,
+        grace_period=min(settings.grace_period, settings.max_epochs),
+        reduction_factor=settings.reduction_factor,
+    )
+
+
+def make_searcher(settings: SearchSettings, space: SearchSpace):
+    import optuna
+
+    from textsearch.searcher import (
+        STUDY_FILE,
+        STUDY_NAME,
+        StudySearcher,
+        default_startup_trials,
+        journal_storage,
+        make_sampler,
+    )
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if settings.startup_trials is None:
+        settings.startup_trials = default_startup_trials(settings.num_samples)
+    sampler = make_sampler(settings.searcher, settings.seed, settings.startup_trials)
+    settings.search_dir.mkdir(parents=True, exist_ok=True)
+    return StudySearcher(space=space.space, metric=settings.metric, mode=settings.mode,
+                         sampler=sampler, study_name=STUDY_NAME,
+                         storage=journal_storage(settings.search_dir.resolve() / STUDY_FILE),
+                         max_epochs=settings.max_epochs)
+
+
+def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
+    """The config every trial shares, with its GPU share (0: the CPU)."""
+    return {**settings.fixed, "gpus": settings.gpus_per_trial}
+
+
+def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
+    from ray import tune
+
+    from textsearch.trial import tune_trial
+
+    trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=trial_fixed_config(settings),
+                                     cpu_threads=settings.cpus_per_trial)
+    return tune.with_resources(trainable, trial_resources(settings, total_cpus))
+
+
+def run_config(settings: SearchSettings, stopper=None):
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return tune.RunConfig(
+        name=settings.name,
+        storage_path=str(Path(settings.results_dir).resolve()),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=2, checkpoint_score_attribute=settings.metric,
+            checkpoint_score_order=settings.mode),
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *([stopper] if stopper else [])],
+        stop=stopper,
+        progress_reporter=tune.CLIReporter(
+            metric_columns=["epoch", "val_acc", "val_loss", "train_samples_per_s"],
+            # not sort_by_metric: Ray's sort fails on trials that ended without a result
+            max_report_frequency=30, metric=settings.metric, mode=settings.mode),
+        verbose=1,
+    )
+
+
+def prepare_data(settings: SearchSettings):
+    """Prepare (download, check, cache) and load the data once, on the driver."""
+    from textsearch.training import TrainConfig, make_datamodule
+
+    cfg = TrainConfig.from_dict(settings.fixed)
+    dm = make_datamodule(cfg)
+    dm.prepare_data()
+    return dm.get_bundle()
+
+
+def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = False,
+               address: str | None = None) -> dict[str, Any]:
+    """Run (or resume) a search to its end and write its summary; returns the summary."""
+    from ray import tune
+
+    from textsearch.summary import summarize
+
+    started = time.time()
+    init_ray(address)
+    total_cpus, total_gpus = cluster_resources()
+    if settings.gpus_per_trial is None:
+        settings.gpus_per_trial = default_gpus_per_trial(total_gpus)
+    check_gpus(settings.gpus_per_trial, total_gpus)
+    from textsearch.training import TrainConfig
+
+    TrainConfig.from_dict(trial_fixed_config(settings)).validate()  # e.g. 16-mixed on CPUs
+    bundle = prepare_data(settings)
+    trainable = make_trainable(settings, bundle, total_cpus)
+    path = str(settings.search_dir.resolve())
+    stopper = None
+    if resume:
+        if not tune.Tuner.can_restore(path):
+            raise UserError(f"{path} holds no resumable search state")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False)
+    else:
+        from textsearch.stopper import StopOnGPUError
+
+        stopper = StopOnGPUError()
+        searcher = make_searcher(settings, space)  # resolves the TPE start-up default
+        settings.save()
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=make_scheduler(settings),
+                num_samples=settings.num_samples,
+                max_concurrent_trials=settings.max_concurrent
+                or default_concurrency(settings, total_cpus, total_gpus),
+                time_budget_s=settings.time_budget_s or None,
+                trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+            ),
+            run_config=run_config(settings, stopper),
+        )
+    grid = tuner.fit()
+    errors = {}
+    if stopper is not None and stopper.message:
+        # The trial was stopped between its retries, so Ray did not record it as errored.
+        from textsearch.searcher import fail_trial
+
+        errors[stopper.trial_id] = stopper.error
+        fail_trial(settings.search_dir, stopper.trial_id)
+    summary = summarize(settings, grid, bundle, wall_s=time.time() - started, errors=errors)
+    gpu_errors = [f"trial {t['trial_id']}: {t['error'].split('TrialGPUError: ', 1)[-1]}"
+                  for t in summary["trials"] if "TrialGPUError" in (t["error"] or "")]
+    if gpu_errors:
+        summary["gpu_error"] = gpu_errors[0]
+    return summary

@@ -1,0 +1,340 @@
+"""Finding, loading and checking search spaces.
+
+A search space is a Python file with:
+
+- a module docstring whose first line describes the search (shown by ``--list``);
+- ``def space(trial) -> dict``: an Optuna define-by-run function.  It calls
+  ``trial.suggest_*`` for what is searched and returns a dict of further fixed values
+  (or ``None``).  Names must be :class:`textsearch.training.TrainConfig` fields;
+- ``DEFAULTS``: the search's defaults (see :class:`SearchDefaults`).
+
+Where ``--space NAME`` looks: ``$TEXTSEARCH_SPACES_DIR/NAME.py`` (the user's own spaces, if
+that variable is set), then the built-in spaces shipped with textsearch (the repository's
+``search_spaces/``).  ``--space path/to/file.py`` loads any file.
+
+Space files are user code: they are executed when loaded, only from the path given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import optuna
+
+from textsearch.errors import UserError
+from textsearch.paths import builtin_spaces_dir
+from textsearch.training import TrainConfig
+
+SPACES_DIR_ENV = "TEXTSEARCH_SPACES_DIR"
+
+
+@dataclass
+class SearchDefaults:
+    """A search's defaults; every one can be overridden on the command line.
+
+    fixed: TrainConfig values shared by all trials (dataset, model, ...).
+    metric/mode: what the search optimises (a reported metric, 'max' or 'min').
+    max_epochs: epochs of a trial that is never stopped. num_samples: trials.
+    grace_period: epochs every trial gets before ASHA may stop it.
+    reduction_factor: ASHA keeps the best 1/reduction_factor at each rung.
+    data_fraction: share of the training split each trial trains on.
+    max_concurrent: trials at once (0: as many as resources allow).
+    """
+
+    fixed: dict[str, Any] = field(default_factory=dict)
+    metric: str = "val_acc"
+    mode: str = "max"
+    max_epochs: int = 10
+    num_samples: int = 20
+    grace_period: int = 1
+    reduction_factor: int = 3
+    data_fraction: float = 1.0
+    max_concurrent: int = 0
+
+    def validate(self, where: str) -> None:
+        if self.mode not in ("max", "min"):
+            raise UserError(f"{where}: DEFAULTS mode must be 'max' or 'min', got {self.mode!r}")
+        for name in ("max_epochs", "num_samples", "grace_period"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise UserError(f"{where}: DEFAULTS {name} must be a positive integer")
+        if not isinstance(self.reduction_factor, (int, float)) or self.reduction_factor <= 1:
+            raise UserError(f"{where}: DEFAULTS reduction_factor must be > 1")
+        TrainConfig.from_dict(self.fixed)
+
+
+@dataclass
+class SearchSpace:
+    name: str
+    path: Path
+    description: str
+    space: Callable[[Any], dict[str, Any] | None]
+    defaults: SearchDefaults
+
+
+def space_dirs() -> list[Path]:
+    """Folders searched for ``--space NAME``, in order: the user's, then the built-in one."""
+    user = os.environ.get(SPACES_DIR_ENV)
+    return [*([Path(user).expanduser()] if user else []), builtin_spaces_dir()]
+
+
+def known_spaces() -> dict[str, Path]:
+    """Space names and their files (a user space hides a built-in one of the same name)."""
+    found: dict[str, Path] = {}
+    for folder in reversed(space_dirs()):
+        for p in sorted(folder.glob("*.py")):
+            if not p.stem.startswith("_"):
+                found[p.stem] = p
+    return dict(sorted(found.items()))
+
+
+def describe(path: Path) -> str:
+    """The first docstring line of a space file, read without executing it."""
+    import ast
+
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+    except SyntaxError:
+        return "(cannot be parsed)"
+    return doc.strip().splitlines()[0] if doc else ""
+
+
+def resolve(name_or_path: str) -> Path:
+    """``NAME`` -> ``search_spaces/NAME.py``; a path ending in ``.py`` is taken as it is."""
+    if not name_or_path.strip():
+        raise UserError("--space must not be empty")
+    if name_or_path.endswith(".py") or "/" in name_or_path:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise UserError(f"search space file {path} does not exist")
+        return path.resolve()
+    spaces = known_spaces()
+    if name_or_path not in spaces:
+        raise UserError(f"unknown search space {name_or_path!r}; known: {', '.join(spaces)}")
+    return spaces[name_or_path]
+
+
+def _user_code_error(path: Path, err: BaseException) -> UserError:
+    """'file:line: reason' for the innermost frame inside the space file."""
+    line = getattr(err, "lineno", None) if isinstance(err, SyntaxError) else None
+    for frame in traceback.extract_tb(err.__traceback__):
+        if Path(frame.filename).resolve() == path.resolve():
+            line = frame.lineno
+    where = f"{path}:{line}" if line else str(path)
+    reason = err.msg if isinstance(err, SyntaxError) else f"{type(err).__name__}: {err}"
+    return UserError(f"search space {where}: {reason}")
+
+
+def _import(path: Path) -> ModuleType:
+    module_name = f"textsearch_space_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"cannot load search space {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        raise _user_code_error(path, err) from None
+    sys.modules[module_name] = module  # so Ray can pickle functions defined in it
+    return module
+
+
+def load(name_or_path: str) -> SearchSpace:
+    """Import a space file and check it (its function runs once on a throwaway trial)."""
+    path = resolve(name_or_path)
+    module = _import(path)
+    fn = getattr(module, "space", None)
+    if not callable(fn):
+        raise UserError(f"search space {path} defines no function space(trial)")
+    raw = getattr(module, "DEFAULTS", {})
+    if not isinstance(raw, dict):
+        raise UserError(f"search space {path}: DEFAULTS must be a dict")
+    known = {f.name for f in dataclasses.fields(SearchDefaults)}
+    unknown = set(raw) - known
+    if unknown:
+        raise UserError(f"search space {path}: unknown DEFAULTS keys {sorted(unknown)}; "
+                        f"known: {', '.join(sorted(known))}")
+    try:
+        defaults = SearchDefaults(**raw)
+        defaults.validate(str(path))
+    except UserError as err:
+        raise UserError(f"search space {path}: {err}") from None
+    s = SearchSpace(path.stem, path, describe(path), fn, defaults)
+    sample(s, seed=0)  # fail now, with file and line, rather than inside the search
+    return s
+
+
+def sample(space: SearchSpace, seed: int, pinned: dict[str, str] | None = None
+           ) -> tuple[dict[str, Any], dict[str, optuna.distributions.BaseDistribution]]:
+    """One sample of the space under ``seed`` (as the search's first trial would draw it).
+
+    ``pinned``: ``{name: text}`` values that replace what the space would suggest, each
+    checked against the range or choices the space gives that parameter *in this sample*
+    (:class:`PinOutOfRange` if outside).  Returns the parameters (searched, pinned and
+    returned constants) and the distributions of the searched and pinned ones.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+    trial = _PinnedTrial(study.ask(), pinned or {})
+    try:
+        ret = space.space(trial)
+    except PinError:
+        raise
+    except Exception as err:
+        raise _user_code_error(space.path, err) from None
+    if ret is not None and not isinstance(ret, dict):
+        raise UserError(f"search space {space.path}: space() must return a dict or None, "
+                        f"got {type(ret).__name__}")
+    params = {**trial.params, **(ret or {})}
+    config = {**space.defaults.fixed, **params}
+    try:
+        TrainConfig.from_dict(config)
+    except UserError as err:
+        raise UserError(f"search space {space.path}: {err}") from None
+    return params, dict(trial.distributions)
+
+
+class PinError(UserError):
+    """A ``--set`` value that the space cannot take."""
+
+
+class PinOutOfRange(PinError):
+    """A ``--set`` value outside the range the space gives it in one sample."""
+
+
+class _PinnedTrial:
+    """An Optuna trial whose pinned parameters are checked, then returned as pinned.
+
+    The space function calls ``suggest_*`` with the range that follows from the values
+    drawn (or pinned) before, so each pin is checked against exactly that range.
+    """
+
+    def __init__(self, trial: optuna.Trial, pins: dict[str, str]) -> None:
+        self._trial, self._pins = trial, pins
+        self._pinned: dict[str, Any] = {}
+        self._pinned_dists: dict[str, optuna.distributions.BaseDistribution] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {**self._trial.params, **self._pinned}
+
+    @property
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        return {**self._trial.distributions, **self._pinned_dists}
+
+    @property
+    def used_pins(self) -> set[str]:
+        return set(self._pinned)
+
+    def _pin(self, name: str, dist) -> Any:
+        value = _typed_for_distribution(name, self._pins[name], dist)
+        self._pinned[name], self._pinned_dists[name] = value, dist
+        return value
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        if name in self._pins:
+            from optuna.distributions import IntDistribution
+
+            return self._pin(name, IntDistribution(low, high, step=step, log=log))
+        return self._trial.suggest_int(name, low, high, step=step, log=log)
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        if name in self._pins:
+            from optuna.distributions import FloatDistribution
+
+            return self._pin(name, FloatDistribution(low, high, step=step, log=log))
+        return self._trial.suggest_float(name, low, high, step=step, log=log)
+
+    def suggest_categorical(self, name: str, choices) -> Any:
+        if name in self._pins:
+            from optuna.distributions import CategoricalDistribution
+
+            return self._pin(name, CategoricalDistribution(list(choices)))
+        return self._trial.suggest_categorical(name, choices)
+
+
+PIN_TRIES = 64  # samples tried for one that agrees with every pin
+
+
+def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The debug run's sample: ``--set key=value`` pins applied and checked.
+
+    Each pin is checked against the range the space gives it once the other pins are in
+    place (``num_blocks=6`` narrows ``downsample_every``).  Unpinned parameters are drawn
+    with ``seed``; where a draw makes a pin impossible (say an unpinned ``num_blocks``
+    that rules out the pinned ``downsample_every``), the next seed is tried.  Pins the
+    space does not search are plain config values, typed by :class:`TrainConfig`.
+    Returns (params, other pinned config values).
+    """
+    pins: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set expects key=value, got {pair!r}")
+        pins[key] = text.strip()
+    types = TrainConfig.field_types()
+    first_error: PinOutOfRange | None = None
+    samples: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for s in range(seed, seed + PIN_TRIES):
+        try:
+            samples.append(sample(space, s, pinned=pins))
+        except PinOutOfRange as err:
+            first_error = first_error or err
+    if not samples:
+        raise first_error  # type: ignore[misc]
+    searched = set().union(*(set(d) for _, d in samples))
+    # prefer the first sample that uses every pinned parameter the space searches
+    wanted = {k for k in pins if k in searched}
+    params = next((p for p, d in samples if wanted <= set(d)), samples[0][0])
+    from textsearch.training import coerce
+
+    fixed: dict[str, Any] = {}
+    for key, text in pins.items():
+        if key in params:
+            continue
+        if key not in types:
+            raise UserError(f"--set: unknown parameter {key!r}; the space searches "
+                            f"{', '.join(sorted(searched)) or 'nothing'}; other config keys: "
+                            f"{', '.join(types)}")
+        fixed[key] = coerce(key, text, types[key])
+    return params, fixed
+
+
+def _typed_for_distribution(key: str, text: str, dist) -> Any:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        for choice in dist.choices:
+            if str(choice) == text or (isinstance(choice, bool) and text.lower() == str(choice).lower()):
+                return choice
+            if isinstance(choice, (int, float)) and not isinstance(choice, bool):
+                try:
+                    if float(text) == choice:
+                        return choice
+                except ValueError:
+                    pass
+        raise PinOutOfRange(f"--set {key}: {text!r} is not one of {list(dist.choices)}")
+    try:
+        value = int(text) if isinstance(dist, IntDistribution) else float(text)
+    except ValueError:
+        kind = "an integer" if isinstance(dist, IntDistribution) else "a number"
+        raise PinError(f"--set {key}: expected {kind}, got {text!r}") from None
+    if not dist._contains(dist.to_internal_repr(value)):
+        step = f" in steps of {dist.step}" if getattr(dist, "step", None) not in (None, 1) else ""
+        raise PinOutOfRange(f"--set {key}: {value} is outside the range [{dist.low}, {dist.high}]"
+                            f"{step} that the space gives it with the other values pinned")
+    return value

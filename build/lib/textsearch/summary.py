@@ -1,0 +1,180 @@
+"""The end of a search: status of every trial, the best config, its test accuracy.
+
+Writes ``summary.json`` and ``trials.csv`` into the search directory and returns the
+summary as a dict.  A trial's status is one of ``completed`` (ran all epochs),
+``stopped_early`` (ASHA stopped it; ``stopped_at_epoch`` says when), ``errored`` (with its
+message) or ``unfinished`` (interrupted or out of time budget; ``--resume`` continues it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from textsearch.search import EARLY_STOPS_FILE, SUMMARY_FILE, TRIALS_FILE, SearchSettings
+from textsearch.trial import CHECKPOINT_FILE
+
+
+def error_line(error: BaseException | None) -> str | None:
+    """The last meaningful line of a trial's error (the exception and its message)."""
+    if error is None:
+        return None
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line.split(":", 1)[0] or "Exception" in line.split(":", 1)[0]:
+            return line
+    return lines[-1] if lines else type(error).__name__
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def trial_rows(settings: SearchSettings, grid, errors: dict[str, str] | None = None
+               ) -> list[dict[str, Any]]:
+    """One row per trial; ``errors``: messages of errored trials Ray did not record."""
+    errors = errors or {}
+    stops_path = settings.search_dir / EARLY_STOPS_FILE
+    stops = json.loads(stops_path.read_text()) if stops_path.exists() else {}
+    trials = {t.trial_id: t for t in grid._experiment_analysis.trials}
+    sign = 1 if settings.mode == "max" else -1
+    rows = []
+    for result in grid:
+        df = result.metrics_dataframe
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.removeprefix("trial_")
+        trial = trials.get(trial_id)
+        epochs = int(df["epoch"].max()) if df is not None and "epoch" in df and len(df) else 0
+        values = ([v for v in (df[settings.metric].map(_finite) if df is not None
+                   and settings.metric in df else []) if v is not None])
+        best = max(values, key=lambda v: sign * v) if values else None
+        if result.error is not None or trial_id in errors:
+            status = "errored"
+        elif trial_id in stops:
+            status = "stopped_early"
+        elif epochs >= settings.max_epochs:
+            status = "completed"
+        else:
+            status = "unfinished"
+        rows.append({
+            "trial_id": trial_id,
+            "status": status,
+            "ray_status": getattr(trial, "status", None),
+            "epochs": epochs,
+            f"best_{settings.metric}": best,
+            f"last_{settings.metric}": values[-1] if values else None,
+            "stopped_at_epoch": stops.get(trial_id),
+            "error": errors.get(trial_id) or error_line(result.error),
+            # a trial that never started has no result config; its Trial still has one
+            "config": dict(result.config or getattr(trial, "config", None) or {}),
+            "path": str(result.path),
+            "_result": result,
+        })
+    return rows
+
+
+def summarize(settings: SearchSettings, grid, bundle=None, wall_s: float | None = None,
+              evaluate: bool = True, errors: dict[str, str] | None = None) -> dict[str, Any]:
+    from textsearch.training import TrainConfig, evaluate_checkpoint
+
+    rows = trial_rows(settings, grid, errors)
+    key = f"best_{settings.metric}"
+    sign = 1 if settings.mode == "max" else -1
+    scored = [r for r in rows if r[key] is not None]
+    best = max(scored, key=lambda r: sign * r[key]) if scored else None
+    best_info = None
+    if best is not None:
+        test_acc, checkpoint = None, None
+        ckpt = best["_result"].get_best_checkpoint(settings.metric, settings.mode)
+        if ckpt is not None:
+            checkpoint = str(Path(ckpt.path) / CHECKPOINT_FILE)
+            if evaluate:
+                import torch
+
+                cfg = TrainConfig.from_dict({**settings.fixed, **best["config"]})
+                # on the driver's GPU when it has one
+                cfg.gpus = 1 if torch.cuda.is_available() else 0
+                if not cfg.gpus and cfg.precision == "16-mixed":
+                    cfg.precision = "32"
+                test_acc = evaluate_checkpoint(cfg, checkpoint, bundle).get("test_acc")
+        best_info = {
+            "trial_id": best["trial_id"],
+            "config": {**settings.fixed, **best["config"]},
+            "params": best["config"],
+            settings.metric: best[key],
+            "test_acc": test_acc,
+            "checkpoint": checkpoint,
+        }
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    summary = {
+        "search": settings.name,
+        "space": settings.space,
+        "metric": settings.metric,
+        "mode": settings.mode,
+        "max_epochs": settings.max_epochs,
+        "num_trials": len(rows),
+        "status_counts": counts,
+        "total_epochs": sum(r["epochs"] for r in rows),
+        "wall_s": wall_s,
+        "best": best_info,
+        "trials": [{k: v for k, v in r.items() if k != "_result"} for r in rows],
+    }
+    out = settings.search_dir
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str))
+    table = trials_table(summary)
+    table.to_csv(out / TRIALS_FILE, index=False)
+    return summary
+
+
+def trials_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """One row per trial: id, status, epochs, metric, and every searched parameter."""
+    metric = summary["metric"]
+    records = []
+    for t in summary["trials"]:
+        rec = {"trial_id": t["trial_id"], "status": t["status"], "epochs": t["epochs"],
+               f"best_{metric}": t[f"best_{metric}"], "stopped_at_epoch": t["stopped_at_epoch"]}
+        rec.update(t["config"])
+        rec["error"] = t["error"]
+        records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    if len(df):
+        ascending = summary["mode"] == "min"
+        df = df.sort_values(f"best_{metric}", ascending=ascending, na_position="last")
+    return df
+
+
+def format_summary(summary: dict[str, Any], top: int = 10) -> str:
+    """The end-of-search text: top trials, best config, its test accuracy."""
+    metric = summary["metric"]
+    df = trials_table(summary)
+    lines = [f"Search {summary['search']!r}: {summary['num_trials']} trials "
+             f"({', '.join(f'{n} {s}' for s, n in sorted(summary['status_counts'].items()))}), "
+             f"{summary['total_epochs']} epochs trained"]
+    if len(df):
+        cols = [c for c in df.columns if c not in ("error",)]
+        with pd.option_context("display.width", 200, "display.max_columns", 30,
+                               "display.float_format", "{:.4g}".format):
+            lines.append(f"Top trials by {metric}:")
+            lines.append(df[cols].head(top).to_string(index=False))
+        errored = df[df["status"] == "errored"]
+        for _, row in errored.iterrows():
+            lines.append(f"trial {row['trial_id']} errored: {row['error']}")
+    best = summary["best"]
+    if best is None:
+        lines.append(f"No trial reported {metric}.")
+    else:
+        lines.append(f"Best trial: {best['trial_id']}  {metric} = {best[metric]:.4f}")
+        lines.append("Best config: " + json.dumps(best["params"], sort_keys=True))
+        test = best["test_acc"]
+        lines.append(f"Test accuracy of the best checkpoint: "
+                     f"{test:.4f}" if test is not None else "Test accuracy: n/a")
+    return "\n".join(lines)

@@ -1,0 +1,237 @@
+"""``python -m textsearch.tune``: search hyperparameters with Ray Tune, Optuna and ASHA.
+
+Examples::
+
+    python -m textsearch.tune --list
+    python -m textsearch.tune --space cnn_emnist --num_samples 8 --max_epochs 3 --data_fraction 0.05
+    python -m textsearch.tune --space cnn_emnist --resume            # the latest cnn_emnist search
+    python -m textsearch.tune --space cnn_emnist --debug --set num_blocks=4 --fast_dev_run 2
+
+Trials use the same training function as ``python -m textsearch.train``.  ``--debug`` runs
+the space's first seeded sample in this process, without Ray, so debuggers work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from textsearch import cli, spaces
+from textsearch.errors import UserError, cli_entry
+from textsearch.search import SCHEDULERS, SEARCHERS
+from textsearch.training import PRECISIONS
+
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> cli.Parser:
+    p = cli.Parser(prog="textsearch.tune", description=__doc__.split("\n\n")[0],
+                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_flag("space", type=cli.nonempty_str, help="space name in search_spaces/ or a .py path")
+    p.add_flag("list", action="store_true", help="list the search spaces and exit")
+    g = p.add_argument_group("search (defaults come from the space file)")
+    g.add_argument("--num_samples", "--num-samples", type=cli.positive_int, help="number of trials")
+    g.add_argument("--max_epochs", "--max-epochs", type=cli.positive_int, help="epochs of a full trial (ASHA max_t)")
+    g.add_argument("--grace_period", "--grace-period", type=cli.positive_int, help="ASHA: epochs before a trial may be stopped")
+    g.add_argument("--reduction_factor", "--reduction-factor", type=cli.positive_float, help="ASHA: keep the best 1/reduction_factor per rung (> 1)")
+    g.add_argument("--max_concurrent", "--max-concurrent", type=cli.nonnegative_int, help="trials at once (0: as resources allow)")
+    g.add_argument("--gpus_per_trial", "--gpus-per-trial", type=cli.nonnegative_float, help="GPUs per trial, fractions allowed (default: 0 without GPUs, else 0.25)")
+    g.add_argument("--precision", choices=PRECISIONS, help="Lightning precision of every trial (default 32; 16-mixed needs a GPU)")
+    g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
+    g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
+    g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE or random search")
+    g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE: trials sampled at random before TPE models the results (default: a quarter of --num_samples, 2 to 10)")
+    g.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
+    g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
+    g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
+    g.add_argument("--max_failures", "--max-failures", type=cli.nonnegative_int, default=2, help="retries of a crashed trial (from its last checkpoint)")
+    g.add_argument("--name", type=cli.folder_name, help="search name (default: <space>-<time stamp>)")
+    g.add_argument("--results_dir", "--results-dir", type=cli.nonempty_str, default="runs", help="where searches are written")
+    g.add_argument("--address", type=cli.nonempty_str, help="an existing Ray cluster: 'auto', 'host:port' or 'ray://host:port'")
+    g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest of --space)")
+    g.add_argument("--no_report", "--no-report", action="store_true", help="do not write report.html at the end")
+    d = p.add_argument_group("single-trial debug run")
+    d.add_argument("--debug", action="store_true", help="run one trial in this process, without Ray")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pin a parameter (repeatable)")
+    d.add_argument("--fast_dev_run", "--fast-dev-run", type=cli.positive_int, nargs="?", const=1, help="run this many train/val batches only (no value: 1)")
+    d.add_argument("--overfit_batches", "--overfit-batches", type=cli.positive_float, help="overfit this many batches (>= 1) or fraction (< 1)")
+    d.add_argument("--limit_train_batches", "--limit-train-batches", type=cli.positive_float, help="train batches per epoch (> 1) or fraction (<= 1)")
+    return p
+
+
+def list_spaces() -> str:
+    rows = [(name, spaces.describe(path)) for name, path in spaces.known_spaces().items()]
+    width = max(len(n) for n, _ in rows)
+    return "\n".join(f"{n:<{width}}  {d}" for n, d in rows)
+
+
+def check_writable(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create results directory {results_dir}: {err.strerror}") from None
+    if not os.access(results_dir, os.W_OK | os.X_OK):
+        raise UserError(f"results directory {results_dir} is not writable")
+
+
+def latest_search(results_dir: Path, space: str) -> Path:
+    found = []
+    for settings_file in results_dir.glob("*/search.json"):
+        try:
+            if json.loads(settings_file.read_text()).get("space") == space:
+                found.append(settings_file.parent)
+        except (OSError, ValueError):
+            continue
+    if not found:
+        raise UserError(f"no search of space {space!r} in {results_dir} to resume")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def fixed_config(args: argparse.Namespace, space: spaces.SearchSpace) -> dict:
+    """The config every trial shares: the space's fixed values, epochs and data fraction."""
+    d = space.defaults
+    fixed = {**d.fixed, "max_epochs": args.max_epochs or d.max_epochs,
+             "data_fraction": args.data_fraction or d.data_fraction}
+    if args.precision:
+        fixed["precision"] = args.precision
+    return fixed
+
+
+def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
+    from textsearch.search import SearchSettings
+
+    d = space.defaults
+    fixed = fixed_config(args, space)
+    settings = SearchSettings(
+        space=space.name, space_path=str(space.path),
+        name=args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        results_dir=str(Path(args.results_dir).resolve()),
+        num_samples=args.num_samples or d.num_samples,
+        max_epochs=fixed["max_epochs"],
+        grace_period=args.grace_period or d.grace_period,
+        reduction_factor=args.reduction_factor or d.reduction_factor,
+        metric=d.metric, mode=d.mode, seed=args.seed,
+        max_concurrent=args.max_concurrent if args.max_concurrent is not None else d.max_concurrent,
+        gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial,
+        time_budget_s=args.time_budget_s or 0.0,
+        max_failures=args.max_failures,
+        searcher=args.searcher,
+        scheduler=args.scheduler,
+        startup_trials=args.startup_trials,
+        fixed=fixed,
+    )
+    if settings.reduction_factor <= 1:
+        raise UserError(f"--reduction_factor must be > 1, got {settings.reduction_factor:g}")
+    return settings
+
+
+def run_debug(args: argparse.Namespace, space: spaces.SearchSpace) -> int:
+    from textsearch.trial import run_trial
+
+    params, pinned_config = spaces.sample_pinned(space, args.seed, args.set)
+    fixed = fixed_config(args, space)
+    if args.gpus_per_trial:
+        fixed["gpus"] = min(1.0, args.gpus_per_trial)
+    for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
+        if getattr(args, flag) is not None:
+            fixed[flag] = getattr(args, flag)
+    fixed.update(pinned_config)
+    results_dir = Path(args.results_dir)
+    check_writable(results_dir)
+    run_dir = results_dir / "debug" / (args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(f"debug trial of {space.path} (seed {args.seed}), in this process:")
+    print("  params: " + json.dumps(params, sort_keys=True))
+    print("  fixed:  " + json.dumps(fixed, sort_keys=True))
+    result = run_trial(params, fixed, None, run_dir, in_tune=False, cpu_threads=args.cpus_per_trial,
+                       progress=True)
+    print("metrics: " + json.dumps({k: round(v, 5) for k, v in sorted(result.metrics.items())}))
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from textsearch.search import SearchSettings, run_search, search_lock
+    from textsearch.summary import format_summary
+
+    results_dir = Path(args.results_dir)
+    if args.resume:
+        search_dir = results_dir / args.name if args.name else latest_search(results_dir, args.space)
+        if not (search_dir / "search.json").exists():
+            raise UserError(f"no search to resume at {search_dir}")
+        settings = SearchSettings.load(search_dir)
+        settings.results_dir, settings.name = str(search_dir.parent.resolve()), search_dir.name
+        space = spaces.load(settings.space_path)
+        print(f"resuming search {search_dir} (original settings from search.json)")
+    else:
+        space = spaces.load(args.space)
+        settings = make_settings(args, space)
+        check_writable(results_dir)
+        if settings.search_dir.exists() and any(settings.search_dir.iterdir()):
+            raise UserError(f"search {settings.search_dir} already exists: use --resume to "
+                            "continue it or choose another --name")
+    new_dir = not settings.search_dir.exists()
+    try:
+        with search_lock(settings.search_dir):
+            summary = run_search(settings, space, resume=args.resume, address=args.address)
+    except BaseException:
+        # A search that failed before it started (no search.json) leaves no folder behind.
+        if new_dir and not (settings.search_dir / "search.json").exists():
+            shutil.rmtree(settings.search_dir, ignore_errors=True)
+        raise
+    print(format_summary(summary))
+    search_dir = settings.search_dir
+    if summary.get("gpu_error"):
+        raise UserError(f"search stopped: {summary['gpu_error']} (finished trials are kept in "
+                        f"{search_dir})")
+    if not args.no_report:
+        from textsearch.report import write_report
+
+        print(f"report: {write_report(search_dir)}")
+    print(f"summary: {search_dir / 'summary.json'}")
+    print(f"tensorboard --logdir {search_dir} --host 127.0.0.1")
+    unfinished = summary["status_counts"].get("unfinished", 0)
+    budget = settings.time_budget_s
+    if unfinished and budget and (summary.get("wall_s") or 0) >= budget:
+        print(f"time budget of {budget:g} s reached: {unfinished} trial(s) stopped unfinished "
+              "(their checkpoints are kept)")
+        return 0
+    if unfinished:
+        print(f"{unfinished} trial(s) unfinished; continue with: python -m textsearch.tune "
+              f"--space {settings.space} --name {settings.name} --results_dir "
+              f"{settings.results_dir} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(list_spaces())
+        return 0
+    if not args.space and not (args.resume and args.name):
+        raise UserError("--space is required (see --list)")
+    if args.debug:
+        return run_debug(args, spaces.load(args.space))
+    for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
+        if getattr(args, flag) is not None:
+            raise UserError(f"--{flag} belongs to the --debug run")
+    if args.set:
+        raise UserError("--set belongs to the --debug run")
+    try:
+        return run(args)
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
