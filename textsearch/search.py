@@ -109,7 +109,34 @@ class _DropAdvisory(logging.Filter):
         return not record.getMessage().startswith("Token authentication is enabled")
 
 
+TOKEN_HELP = ("if the cluster uses token authentication (Ray's default), set RAY_AUTH_MODE=token "
+              "and make the head node's token readable here (~/.ray/auth_token, "
+              "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)")
+
+
+def token_available() -> bool:
+    """Whether this machine holds a Ray authentication token (where Ray looks for one)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).expanduser().is_file()
+
+
+def use_token_auth(address: str | None) -> None:
+    """Connect to ``host:port`` the way ``--address auto`` does.
+
+    Ray turns token authentication on for ``auto`` when a token is on the machine, but not
+    for an explicit address, which then fails with a bare "cannot connect".
+    """
+    if address and address != "auto" and not address.startswith("ray://") \
+            and "RAY_AUTH_MODE" not in os.environ and token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def init_ray(address: str | None) -> None:
+    if address:
+        check_address(address)
+        use_token_auth(address)  # before Ray is imported: it reads RAY_AUTH_MODE then
     import ray
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
@@ -120,13 +147,12 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
-    if address:
-        check_address(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True, log_to_driver=True)
     except (ConnectionError, RuntimeError, TimeoutError) as err:
-        raise UserError(f"cannot connect to the Ray cluster at {address}: {err}") from None
+        hint = f"; {TOKEN_HELP}" if address and address != "auto" else ""
+        raise UserError(f"cannot connect to the Ray cluster at {address}: {err}{hint}") from None
 
 
 def cluster_resources() -> tuple[float, float]:
@@ -289,12 +315,12 @@ def prepare_data(settings: SearchSettings):
 def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = False,
                address: str | None = None) -> dict[str, Any]:
     """Run (or resume) a search to its end and write its summary; returns the summary."""
+    started = time.time()
+    init_ray(address)  # first: it sets Ray's authentication mode before Ray is imported
     from ray import tune
 
     from textsearch.summary import summarize
 
-    started = time.time()
-    init_ray(address)
     total_cpus, total_gpus = cluster_resources()
     if settings.gpus_per_trial is None:
         settings.gpus_per_trial = default_gpus_per_trial(total_gpus)

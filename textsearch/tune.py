@@ -71,6 +71,9 @@ def list_spaces() -> str:
 
 
 def check_writable(results_dir: Path) -> None:
+    if "://" in str(results_dir):
+        raise UserError(f"--results_dir must be a folder path (on a cluster: one every node "
+                        f"shares, e.g. over NFS), got the URI {results_dir}")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

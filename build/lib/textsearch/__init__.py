@@ -1,1 +1,0 @@
-"""textsearch: hyperparameter search for handwriting recognition."""
