@@ -211,6 +211,7 @@ def test_results_dir_must_be_a_path_not_a_uri(capsys):
     code, err = run_main(tune_main, ["--space", "smoke", "--results_dir", "s3://bucket/runs"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "must be a folder path (on a cluster: one every node shares" in err
+    assert not Path("s3:").exists()
 
 
 def test_existing_search_name_is_refused(tmp_path, capsys):

@@ -51,7 +51,7 @@ def build_parser() -> cli.Parser:
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
     g.add_argument("--max_failures", "--max-failures", type=cli.nonnegative_int, default=2, help="retries of a crashed trial (from its last checkpoint)")
     g.add_argument("--name", type=cli.folder_name, help="search name (default: <space>-<time stamp>)")
-    g.add_argument("--results_dir", "--results-dir", type=cli.nonempty_str, default="runs", help="where searches are written")
+    g.add_argument("--results_dir", "--results-dir", type=cli.folder_path, default="runs", help="where searches are written")
     g.add_argument("--address", type=cli.nonempty_str, help="an existing Ray cluster: 'auto', 'host:port' or 'ray://host:port'")
     g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest of --space)")
     g.add_argument("--no_report", "--no-report", action="store_true", help="do not write report.html at the end")
@@ -71,9 +71,6 @@ def list_spaces() -> str:
 
 
 def check_writable(results_dir: Path) -> None:
-    if "://" in str(results_dir):
-        raise UserError(f"--results_dir must be a folder path (on a cluster: one every node "
-                        f"shares, e.g. over NFS), got the URI {results_dir}")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
