@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import logging
@@ -38,6 +39,7 @@ SUMMARY_FILE = "summary.json"
 TRIALS_FILE = "trials.csv"
 EARLY_STOPS_FILE = "early_stops.json"
 LOCK_FILE = ".search.lock"
+DISK_FULL_MARKER = ".stopped_disk_full"  # --resume then retries trials that errored
 
 
 @dataclass
@@ -263,7 +265,7 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     return StudySearcher(space=space.space, metric=settings.metric, mode=settings.mode,
                          sampler=sampler, study_name=STUDY_NAME,
                          storage=journal_storage(settings.search_dir.resolve() / STUDY_FILE),
-                         max_epochs=settings.max_epochs)
+                         max_epochs=settings.max_epochs, search_dir=str(settings.search_dir.resolve()))
 
 
 def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
@@ -279,6 +281,30 @@ def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
     trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=trial_fixed_config(settings),
                                      cpu_threads=settings.cpus_per_trial)
     return tune.with_resources(trainable, trial_resources(settings, total_cpus))
+
+
+def disk_is_full(search_dir: Path, err: BaseException | None = None) -> bool:
+    """Whether the search directory's disk is (nearly) full, or ``err`` says it was."""
+    from textsearch.stopper import ENOSPC_TEXT, MIN_FREE_BYTES, free_bytes
+
+    chain, e = [], err
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(getattr(e, "errno", None) == errno.ENOSPC or ENOSPC_TEXT in str(e) for e in chain):
+        return True
+    return free_bytes(search_dir) < MIN_FREE_BYTES
+
+
+def disk_full_error(settings: SearchSettings, marker: Path) -> UserError:
+    """The one line for a search stopped by a full disk; marks the search for --resume."""
+    with contextlib.suppress(OSError):
+        marker.touch()
+    return UserError(
+        f"the disk holding {settings.search_dir} is full: the search stopped, its finished "
+        "trials and checkpoints are kept. Free some space, then continue with: "
+        f"python -m textsearch.tune --name {settings.name} --results_dir "
+        f"{settings.results_dir} --resume")
 
 
 def run_config(settings: SearchSettings, stopper=None):
@@ -331,16 +357,18 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     bundle = prepare_data(settings)
     trainable = make_trainable(settings, bundle, total_cpus)
     path = str(settings.search_dir.resolve())
-    stopper = None
+    from textsearch.stopper import SearchGuard
+
+    marker = settings.search_dir / DISK_FULL_MARKER
     if resume:
         if not tune.Tuner.can_restore(path):
             raise UserError(f"{path} holds no resumable search state")
+        # Trials that failed for lack of space are retried from their last checkpoint.
+        SearchGuard.active = None
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False)
+                                   resume_errored=marker.exists())
     else:
-        from textsearch.stopper import StopOnGPUError
-
-        stopper = StopOnGPUError()
+        guard = SearchGuard(path)
         searcher = make_searcher(settings, space)  # resolves the TPE start-up default
         settings.save()
         tuner = tune.Tuner(
@@ -354,16 +382,25 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
                 time_budget_s=settings.time_budget_s or None,
                 trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
             ),
-            run_config=run_config(settings, stopper),
+            run_config=run_config(settings, guard),
         )
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+        guard = SearchGuard.active if resume else guard  # on resume: the one restored with it
+    except Exception as err:
+        if disk_is_full(settings.search_dir, err):
+            raise disk_full_error(settings, marker) from None
+        raise
+    if guard is not None and guard.disk_full:
+        raise disk_full_error(settings, marker)
+    marker.unlink(missing_ok=True)
     errors = {}
-    if stopper is not None and stopper.message:
+    if guard is not None and guard.gpu_message:
         # The trial was stopped between its retries, so Ray did not record it as errored.
         from textsearch.searcher import fail_trial
 
-        errors[stopper.trial_id] = stopper.error
-        fail_trial(settings.search_dir, stopper.trial_id)
+        errors[guard.gpu_trial_id] = guard.gpu_error
+        fail_trial(settings.search_dir, guard.gpu_trial_id)
     summary = summarize(settings, grid, bundle, wall_s=time.time() - started, errors=errors)
     gpu_errors = [f"trial {t['trial_id']}: {t['error'].split('TrialGPUError: ', 1)[-1]}"
                   for t in summary["trials"] if "TrialGPUError" in (t["error"] or "")]
