@@ -3,14 +3,7 @@
 :func:`run_search` prepares the data once on the driver, puts it into Ray's object store
 once (:func:`ray.tune.with_parameters`), and runs :func:`textsearch.trial.tune_trial` for
 every trial with resources taken from the trial's own config.  Everything a search writes
-lives in one directory, ``<results_dir>/<name>/``:
-
-- ``search.json``: the settings it was started with (used by ``--resume``);
-- one ``trial_<id>/`` folder per trial: TensorBoard events with HParams, ``params.json``,
-  ``progress.csv``/``result.json`` (metrics per epoch), ``checkpoint_*`` (best and latest);
-- ``study.journal``: the Optuna study, with each trial's true state (:mod:`textsearch.searcher`);
-- ``early_stops.json``: which trials ASHA stopped, at which epoch;
-- ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C).
+lives in one directory, laid out as :mod:`textsearch.layout` says.
 """
 
 from __future__ import annotations
@@ -27,19 +20,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textsearch.errors import UserError
-from textsearch.spaces import SearchSpace
+from textsearch.layout import (
+    DISK_FULL_MARKER,
+    LOCK_FILE,
+    SETTINGS_FILE,
+    STUDY_FILE,
+    trial_dir_name,
+)
+
+if TYPE_CHECKING:
+    from textsearch.spaces import SearchSpace
 
 log = logging.getLogger(__name__)
 
-SETTINGS_FILE = "search.json"
-SUMMARY_FILE = "summary.json"
-TRIALS_FILE = "trials.csv"
-EARLY_STOPS_FILE = "early_stops.json"
-LOCK_FILE = ".search.lock"
-DISK_FULL_MARKER = ".stopped_disk_full"  # --resume then retries trials that errored
 
 
 @dataclass
@@ -227,15 +223,12 @@ SCHEDULERS = ("asha", "fifo")
 
 
 def make_scheduler(settings: SearchSettings):
-    from ray.tune.schedulers import FIFOScheduler
-
-    from textsearch.asha import RecordingASHA
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if settings.scheduler == "fifo":
         return FIFOScheduler()
-
-    return RecordingASHA(
-        record_path=str(settings.search_dir / EARLY_STOPS_FILE),
+    # Which trials it stopped early is in the study (PRUNED), told by the searcher.
+    return ASHAScheduler(
         metric=settings.metric,
         mode=settings.mode,
         time_attr="epoch",
@@ -249,7 +242,6 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     import optuna
 
     from textsearch.searcher import (
-        STUDY_FILE,
         STUDY_NAME,
         StudySearcher,
         default_startup_trials,
@@ -345,7 +337,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     init_ray(address)  # first: it sets Ray's authentication mode before Ray is imported
     from ray import tune
 
-    from textsearch.summary import summarize
+    from textsearch.summary import summarize, write_summary
 
     total_cpus, total_gpus = cluster_resources()
     if settings.gpus_per_trial is None:
@@ -380,7 +372,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
                 max_concurrent_trials=settings.max_concurrent
                 or default_concurrency(settings, total_cpus, total_gpus),
                 time_budget_s=settings.time_budget_s or None,
-                trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+                trial_dirname_creator=lambda t: trial_dir_name(t.trial_id),
             ),
             run_config=run_config(settings, guard),
         )
@@ -402,6 +394,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
         errors[guard.gpu_trial_id] = guard.gpu_error
         fail_trial(settings.search_dir, guard.gpu_trial_id)
     summary = summarize(settings, grid, bundle, wall_s=time.time() - started, errors=errors)
+    write_summary(settings.search_dir, summary)
     gpu_errors = [f"trial {t['trial_id']}: {t['error'].split('TrialGPUError: ', 1)[-1]}"
                   for t in summary["trials"] if "TrialGPUError" in (t["error"] or "")]
     if gpu_errors:

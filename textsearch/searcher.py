@@ -29,9 +29,10 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from textsearch.layout import STUDY_FILE
+
 log = logging.getLogger(__name__)
 
-STUDY_FILE = "study.journal"
 STUDY_NAME = "textsearch"
 
 

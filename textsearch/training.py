@@ -238,7 +238,9 @@ def log_hparams(logger: TensorBoardLogger, cfg: TrainConfig, metric_names: list[
     from torch.utils.tensorboard.summary import hparams
 
     exp, ssi, sei = hparams(flat_hparams(cfg), {m: 0.0 for m in metric_names})
-    writer = logger.experiment._get_file_writer()
+    # Lightning's log_hyperparams(params, metrics) would also log these 0.0 placeholders as
+    # the metrics' first values; the SummaryWriter's own file writer takes just the records.
+    writer = logger.experiment.file_writer
     for summary in (exp, ssi, sei):
         writer.add_summary(summary)
     writer.flush()

@@ -23,11 +23,11 @@ from pytorch_lightning.callbacks import Callback
 
 from textsearch.data import DataBundle
 from textsearch.errors import TrialGPUError
+from textsearch.layout import CHECKPOINT_FILE
 from textsearch.training import TrainConfig, TrainResult, device_name, train
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "model.ckpt"
 REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc")
 
 
