@@ -300,7 +300,7 @@ def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
     # prefer the first sample that uses every pinned parameter the space searches
     wanted = {k for k in pins if k in searched}
     params = next((p for p, d in samples if wanted <= set(d)), samples[0][0])
-    from textsearch.training import coerce
+    from textsearch.training import check_option, coerce
 
     fixed: dict[str, Any] = {}
     for key, text in pins.items():
@@ -310,7 +310,7 @@ def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
             raise UserError(f"--set: unknown parameter {key!r}; the space searches "
                             f"{', '.join(sorted(searched)) or 'nothing'}; other config keys: "
                             f"{', '.join(types)}")
-        fixed[key] = coerce(key, text, types[key])
+        fixed[key] = check_option(key, coerce(key, text, types[key]))
     return params, fixed
 
 
