@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 
-from tests.conftest import REPO
-
-
-def load_runner():
-    spec = importlib.util.spec_from_file_location("bench_run", REPO / "benchmarks" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import accuracy, data_path, gpu, lines, run, search_efficiency, tpe_startup
+from benchmarks.common import FULL, QUICK, settings_for
 
 
 def test_data_path_and_lines_items_produce_a_table():
-    run = load_runner()
-    mode = dataclasses.replace(run.QUICK, reps=1, loader_batches=3)
-    res = {"data_path": run.bench_data_path(mode), "lines": run.bench_lines(mode)}
+    mode = dataclasses.replace(QUICK, reps=1, loader_batches=3)
+    res = {"data_path": data_path.run(mode), "lines": lines.run(mode)}
     assert res["data_path"]["ours_images_per_s"]["median"] > 0
     assert res["data_path"]["speedup"]["median"] > 0
     assert res["lines"]["seconds_for_10000_lines"]["median"] > 0
@@ -29,7 +19,6 @@ def test_data_path_and_lines_items_produce_a_table():
 
 
 def test_epochs_to_reach_orders_reports_by_time(tmp_path):
-    run = load_runner()
     trial = tmp_path / "trial_a"
     trial.mkdir()
     (trial / "progress.csv").write_text(
@@ -37,39 +26,37 @@ def test_epochs_to_reach_orders_reports_by_time(tmp_path):
     other = tmp_path / "trial_b"
     other.mkdir()
     (other / "progress.csv").write_text("val_acc,timestamp,epoch\n0.45,20,1\n")
-    assert run.epochs_to_reach(tmp_path, 0.44) == 2
-    assert run.epochs_to_reach(tmp_path, 0.5) == 3
-    assert run.epochs_to_reach(tmp_path, 0.9) is None
+    assert search_efficiency.epochs_to_reach(tmp_path, 0.44) == 2
+    assert search_efficiency.epochs_to_reach(tmp_path, 0.5) == 3
+    assert search_efficiency.epochs_to_reach(tmp_path, 0.9) is None
 
 
 def test_search_and_accuracy_items_run_end_to_end(tmp_path):
     """Three real tiny searches per seed and a time-boxed search + retraining, on synthetic EMNIST."""
-    run = load_runner()
     mode = dataclasses.replace(
-        run.QUICK, seeds=1, search_samples=2, search_epochs=2, search_fraction=1.0, startup_trials=1,
+        QUICK, seeds=1, search_samples=2, search_epochs=2, search_fraction=1.0, startup_trials=1,
         accuracy_budget_s=25, accuracy_fraction=1.0, accuracy_epochs=1, retrain_epochs=2,
         retrain_budget_s=30, retrain_fraction=1.0)
-    res = {"search": run.bench_search(mode, tmp_path / "work", plots=tmp_path),
-           "accuracy": run.bench_accuracy(mode, tmp_path / "work")}
+    res = {"search": search_efficiency.run(mode, tmp_path / "work", plots=tmp_path),
+           "accuracy": accuracy.run(mode, tmp_path / "work")}
     assert (tmp_path / "search_efficiency_quick.png").stat().st_size > 0
-    for arm in run.ARMS:
+    for arm in search_efficiency.ARMS:
         r = res["search"][arm]
         assert 0.0 <= r["best_val_acc"]["median"] <= 1.0
         assert 2 <= r["epochs"]["median"] <= 4  # 2 trials, at most 2 epochs each
-    assert res["search"][run.ARM_C]["epochs"]["median"] == 4
+    assert res["search"][search_efficiency.ARM_C]["epochs"]["median"] == 4
     acc = res["accuracy"]
     assert acc["search_trials"] >= 1 and 1 <= acc["retrain_epochs"] <= 2
     assert 0.0 <= acc["test_acc"] <= 1.0
     table = run.markdown(mode, res)
-    assert run.ARM_A in table and "test accuracy" in table
+    assert search_efficiency.ARM_A in table and "test accuracy" in table
 
 
 def test_retraining_epochs_fit_the_time_budget():
-    run = load_runner()
-    mode = dataclasses.replace(run.FULL, retrain_epochs=10, retrain_budget_s=600)
-    assert run.retrain_epochs(mode, samples_per_s=100, train_size=20_000) == 3  # 200 s an epoch
-    assert run.retrain_epochs(mode, samples_per_s=10_000, train_size=20_000) == 10  # capped
-    assert run.retrain_epochs(mode, samples_per_s=1, train_size=20_000) == 1  # at least one
+    mode = dataclasses.replace(FULL, retrain_epochs=10, retrain_budget_s=600)
+    assert accuracy.retrain_epochs(mode, samples_per_s=100, train_size=20_000) == 3  # 200 s an epoch
+    assert accuracy.retrain_epochs(mode, samples_per_s=10_000, train_size=20_000) == 10  # capped
+    assert accuracy.retrain_epochs(mode, samples_per_s=1, train_size=20_000) == 1  # at least one
 
 
 def test_gpu_item_measures_concurrent_trials_and_their_devices(tmp_path):
@@ -77,32 +64,43 @@ def test_gpu_item_measures_concurrent_trials_and_their_devices(tmp_path):
     item says it was not measured."""
     import torch
 
-    run = load_runner()
-    mode = dataclasses.replace(run.QUICK, gpu_fraction=1.0, gpu_epochs=1)
-    res = run.bench_gpu(mode, tmp_path / "work", counts=(1, 2), use_gpu=False)
-    for precision in run.GPU_PRECISIONS:
+    mode = dataclasses.replace(QUICK, gpu_fraction=1.0, gpu_epochs=1)
+    res = gpu.run(mode, tmp_path / "work", counts=(1, 2), use_gpu=False)
+    for precision in gpu.GPU_PRECISIONS:
         runs = res["runs"][precision]
         assert runs[1]["trials"] == 1 and runs[2]["trials"] == 2
         assert runs[2]["reports"] == 2 and runs[2]["reports_on_cuda"] == 0
         assert runs[2]["devices"] == ["cpu"] and runs[2]["loop_samples_per_s"] > 0
         assert runs[1]["speedup_vs_1"] == 1.0
-    table = "\n".join(run.gpu_markdown(res))
+    table = "\n".join(gpu.section(res))
     assert "| bf16-mixed | 2 |" in table and "0/2" in table
     if not torch.cuda.is_available():
-        skipped = run.bench_gpu(mode, tmp_path / "work2")
+        skipped = gpu.run(mode, tmp_path / "work2")
         assert skipped == {"skipped": "no CUDA GPU on this machine"}
         assert "not measured" in run.markdown(mode, {"gpu": skipped})
 
 
 def test_tpe_startup_item_runs_every_startup_count(tmp_path):
-    run = load_runner()
-    mode = dataclasses.replace(run.QUICK, tpe_trials=3, tpe_seeds=1, tpe_fraction=1.0)
-    res = run.bench_tpe_startup(mode, tmp_path)
-    assert set(res["best_val_acc"]) == set(run.STARTUP_CHOICES)
-    for k in run.STARTUP_CHOICES:
+    mode = dataclasses.replace(QUICK, tpe_trials=3, tpe_seeds=1, tpe_fraction=1.0)
+    res = tpe_startup.run(mode, tmp_path)
+    assert set(res["best_val_acc"]) == set(tpe_startup.STARTUP_CHOICES)
+    for k in tpe_startup.STARTUP_CHOICES:
         assert 0.0 <= res["best_val_acc"][k]["median"] <= 1.0
     # the arms share their random start-up trials, so fewer configs are trained than trials run
-    assert res["distinct_configs_trained"] < 3 * len(run.STARTUP_CHOICES)
+    assert res["distinct_configs_trained"] < 3 * len(tpe_startup.STARTUP_CHOICES)
     assert res["default_for_trials"] == 2
-    table = "\n".join(run.tpe_startup_markdown(res))
+    table = "\n".join(tpe_startup.section(res))
     assert "| 2 |" in table and "half of --num_samples" in table
+
+
+def test_benchmark_settings_come_from_the_cli(tmp_path):
+    """A benchmark's search is set up by textsearch.tune's own settings builder."""
+    settings, space = settings_for("cnn_emnist", "b", tmp_path, num_samples=3, max_epochs=2,
+                                   data_fraction=0.05, searcher="random", precision="bf16-mixed")
+    assert (settings.num_samples, settings.max_epochs, settings.searcher) == (3, 2, "random")
+    assert settings.fixed["precision"] == "bf16-mixed" and settings.fixed["data_fraction"] == 0.05
+    assert settings.search_dir == tmp_path.resolve() / "b" and space.name == "cnn_emnist"
+    import pytest
+
+    with pytest.raises(TypeError, match="not textsearch.tune flags"):
+        settings_for("cnn_emnist", "c", tmp_path, fixed={"lr": 1.0})

@@ -24,7 +24,9 @@ def bad_values(action: argparse.Action, semantic: dict[str, str]) -> list[str]:
     flag = action.option_strings[0]
     if isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction)):
         return [f"{flag}=abc", f"{flag}=-7", f"{flag}="]
-    if action.type in NUMERIC:
+    if action.type is cli.folder_path:  # wrong type: a URI; out of range: unwritable
+        values = ["s3://bucket/runs", semantic[action.dest], ""]
+    elif action.type in NUMERIC:
         values = ["abc", "-7", ""]
     elif action.type is cli.fraction:
         values = ["abc", "7", ""]

@@ -191,3 +191,52 @@ def test_damaged_checkpoint_is_reported_and_not_used(tmp_path, capsys):
     assert usable_checkpoint(bad) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is damaged" in err[0] and "from scratch" in err[0]
+
+
+def test_full_disk_stops_the_search_and_resume_finishes_it(tmp_path):
+    """A real 2 MiB tmpfs as --results_dir: too small for the search; then grown, and resumed."""
+    import csv
+
+    from optuna.trial import TrialState
+
+    from textsearch.searcher import load_study
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        import pytest
+
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        first = subprocess.run(
+            [sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / "slow.py"),
+             "--results_dir", str(small), "--name", "d", "--max_concurrent", "1", "--no_report"],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+        assert first.returncode == 2, first.stderr[-3000:]
+        last = first.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"textsearch.tune: error: the disk holding {small / 'd'} is full")
+        assert "finished trials and checkpoints are kept" in last and "--resume" in last
+        assert "Traceback" not in first.stderr and "EOFError" not in first.stderr
+        search = small / "d"
+        before = progress_rows(search)
+        assert sum(n == 4 for n in before.values()) < 3  # it did not get to the end
+        finished = [t for t, n in before.items() if n == 4]
+
+        # room again: the search goes on where it stopped
+        subprocess.run(["mount", "-o", "remount,size=40m", str(small)], check=True)
+        done = resume(small, "d")
+        assert done.returncode == 0, done.stderr[-3000:]
+        after = progress_rows(search)
+        assert all(after[t] == 4 for t in finished)  # finished trials were not rerun
+        for f in search.glob("trial_*/progress.csv"):
+            assert [int(r["epoch"]) for r in csv.DictReader(f.open())] == [1, 2, 3, 4]
+        summary = json.loads((search / "summary.json").read_text())
+        assert summary["status_counts"] == {"completed": 3}
+        assert len({t["trial_id"] for t in summary["trials"]}) == 3
+        study = load_study(search).trials
+        assert len(study) == 3 and all(t.state == TrialState.COMPLETE for t in study)
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

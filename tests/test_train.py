@@ -81,3 +81,27 @@ def test_fast_dev_run_alone_means_one_batch(tmp_path, capsys):
                                       "--runs_dir", str(tmp_path), "--name", "f",
                                       "--no_progress_bar"], capsys)
     assert code == 0, err
+
+
+def test_flags_and_pin_checks_come_from_the_config_options():
+    """Each option is declared once (its dataclass); the flag and the --set check follow."""
+    from textsearch import spaces
+    from textsearch.errors import UserError
+    from textsearch.options import options_of
+    from textsearch.train import build_parser
+    from textsearch.training import TrainConfig
+
+    actions = {a.dest: a for a in build_parser()._actions}
+    options = options_of(TrainConfig)
+    assert {f.name for f in options} <= set(actions)
+    for f in options:
+        assert actions[f.name].help.startswith(f.metadata["help"][:30])
+        if f.metadata["choices"] is not None:
+            assert list(actions[f.name].choices) == f.metadata["choices"]
+    smoke = spaces.load("smoke")
+    for pin, message in (("max_epochs=0", "max_epochs must be > 0"),
+                         ("precision=8", "precision must be one of 32, 16-mixed, bf16-mixed"),
+                         ("data_fraction=2", "data_fraction must be a fraction in (0, 1]")):
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")
+                           .replace("[", r"\[").replace("]", r"\]")):
+            spaces.sample_pinned(smoke, 0, [pin])

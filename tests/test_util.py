@@ -33,8 +33,6 @@ def test_zip_slip_is_refused(tmp_path):
     dest.mkdir()
     with pytest.raises(UserError, match="escapes"):
         util.safe_extract(archive, {"../../escape.txt": "../escape.txt"}, dest)
-    with pytest.raises(UserError, match="escapes"):
-        util.check_member_names(archive, dest)
     assert not (tmp_path / "escape.txt").exists()
     assert util.safe_extract(archive, {"ok.txt": "ok.txt"}, dest) == [dest / "ok.txt"]
 

@@ -81,3 +81,13 @@ def folder_name(text: str) -> str:
     if text in (".", "..") or "/" in text or "\\" in text:
         raise argparse.ArgumentTypeError(f"must be a plain folder name, got {text!r}")
     return text
+
+
+def folder_path(text: str) -> str:
+    """A folder on a filesystem (on a cluster, one every node shares), not a URI."""
+    text = nonempty_str(text)
+    if "://" in text:
+        raise argparse.ArgumentTypeError(
+            f"must be a folder path (on a cluster: one every node shares, e.g. over NFS), "
+            f"not a URI: {text}")
+    return text

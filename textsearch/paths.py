@@ -1,27 +1,56 @@
-"""Where textsearch keeps data.
+"""Where textsearch finds its own files and keeps data.
 
-The data root defaults to the repository's ``data/`` folder and is moved with the
-``TEXTSEARCH_DATA_DIR`` environment variable.  Inside it:
+Shipped with the package (in the repository they are ``search_spaces/`` and ``data/raw/``):
 
-- ``raw/<dataset>/metadata.toml``: where each dataset comes from (committed, read-only);
+- the built-in search spaces, package ``textsearch.search_spaces``;
+- ``<dataset>/metadata.toml`` (where each dataset comes from), package ``textsearch.sources``.
+
+The data root is ``$TEXTSEARCH_DATA_DIR`` if set, else the repository's ``data/`` in a source
+checkout, else ``$XDG_CACHE_HOME/textsearch`` (``~/.cache/textsearch``).  Inside it:
+
 - ``downloaded/<dataset>/``: files fetched from the internet or placed there by hand;
 - ``processed/<dataset>/``: caches built from the downloads (HDF5 + JSON).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_DIR = PACKAGE_DIR.parent
-RAW_DIR = REPO_DIR / "data" / "raw"
+
+
+def source_checkout() -> Path | None:
+    """The repository this package runs from, if it is a source checkout."""
+    repo = PACKAGE_DIR.parent
+    return repo if (repo / "pyproject.toml").exists() and (repo / "data" / "raw").is_dir() else None
+
+
+def _shipped_dir(package: str, in_repo: str) -> Path:
+    """A folder shipped as a data package: in a source checkout, the repository's own."""
+    repo = source_checkout()
+    if repo is not None:
+        return repo / in_repo
+    spec = importlib.util.find_spec(package)  # found without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"textsearch is installed without its {package} files: reinstall it")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def builtin_spaces_dir() -> Path:
+    return _shipped_dir("textsearch.search_spaces", "search_spaces")
 
 
 def data_root() -> Path:
-    """The data root: ``$TEXTSEARCH_DATA_DIR`` if set, else ``<repo>/data``."""
     env = os.environ.get("TEXTSEARCH_DATA_DIR")
-    return Path(env).expanduser().resolve() if env else REPO_DIR / "data"
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = source_checkout()
+    if repo is not None:
+        return repo / "data"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "textsearch"
 
 
 def downloaded_dir(dataset: str) -> Path:
@@ -33,5 +62,5 @@ def processed_dir(dataset: str) -> Path:
 
 
 def raw_metadata_path(dataset: str) -> Path:
-    """The committed ``metadata.toml`` of a dataset (always in the repository)."""
-    return RAW_DIR / dataset / "metadata.toml"
+    """The ``metadata.toml`` of a dataset, shipped with the package."""
+    return _shipped_dir("textsearch.sources", "data/raw") / dataset / "metadata.toml"

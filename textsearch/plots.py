@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from textsearch.errors import UserError
+from textsearch.layout import PROGRESS_FILE, SUMMARY_FILE
 
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11,
                      "figure.dpi": 100, "savefig.bbox": "tight"})
@@ -58,7 +59,7 @@ class SearchData:
 
 def load_search(search_dir: str | Path) -> SearchData:
     path = Path(search_dir)
-    summary_file = path / "summary.json"
+    summary_file = path / SUMMARY_FILE
     if not summary_file.is_file():
         raise UserError(f"{path} is not a finished search directory (no summary.json)")
     try:
@@ -68,9 +69,9 @@ def load_search(search_dir: str | Path) -> SearchData:
     trials = pd.DataFrame(summary["trials"])
     frames = []
     for t in summary["trials"]:
-        progress = Path(t["path"]) / "progress.csv"
+        progress = Path(t["path"]) / PROGRESS_FILE
         if not progress.exists():
-            progress = path / Path(t["path"]).name / "progress.csv"  # the directory was moved
+            progress = path / Path(t["path"]).name / PROGRESS_FILE  # the directory was moved
         if progress.exists() and progress.stat().st_size:
             df = pd.read_csv(progress)
             df["trial_id"] = t["trial_id"]

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 
 from textsearch import cli
 from textsearch.errors import UserError, cli_entry
+from textsearch.layout import REPORT_FILE, plot_file
 from textsearch.plots import PLOTS, SearchData, load_search
 from textsearch.summary import trials_table
 
@@ -111,9 +112,9 @@ def write_report(search_dir: str | Path) -> Path:
     images = {}
     for name, plot in PLOTS.items():
         png = _png(plot(data))
-        (data.path / f"plot_{name}.png").write_bytes(png)
+        (data.path / plot_file(name)).write_bytes(png)
         images[name] = png
-    out = data.path / "report.html"
+    out = data.path / REPORT_FILE
     out.write_text(render(data, images))
     return out
 

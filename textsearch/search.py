@@ -3,20 +3,14 @@
 :func:`run_search` prepares the data once on the driver, puts it into Ray's object store
 once (:func:`ray.tune.with_parameters`), and runs :func:`textsearch.trial.tune_trial` for
 every trial with resources taken from the trial's own config.  Everything a search writes
-lives in one directory, ``<results_dir>/<name>/``:
-
-- ``search.json``: the settings it was started with (used by ``--resume``);
-- one ``trial_<id>/`` folder per trial: TensorBoard events with HParams, ``params.json``,
-  ``progress.csv``/``result.json`` (metrics per epoch), ``checkpoint_*`` (best and latest);
-- ``study.journal``: the Optuna study, with each trial's true state (:mod:`textsearch.searcher`);
-- ``early_stops.json``: which trials ASHA stopped, at which epoch;
-- ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C).
+lives in one directory, laid out as :mod:`textsearch.layout` says.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import logging
@@ -26,18 +20,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textsearch.errors import UserError
-from textsearch.spaces import SearchSpace
+from textsearch.layout import (
+    DISK_FULL_MARKER,
+    LOCK_FILE,
+    SETTINGS_FILE,
+    STUDY_FILE,
+    trial_dir_name,
+)
+
+if TYPE_CHECKING:
+    from textsearch.spaces import SearchSpace
 
 log = logging.getLogger(__name__)
 
-SETTINGS_FILE = "search.json"
-SUMMARY_FILE = "summary.json"
-TRIALS_FILE = "trials.csv"
-EARLY_STOPS_FILE = "early_stops.json"
-LOCK_FILE = ".search.lock"
 
 
 @dataclass
@@ -109,7 +107,34 @@ class _DropAdvisory(logging.Filter):
         return not record.getMessage().startswith("Token authentication is enabled")
 
 
+TOKEN_HELP = ("if the cluster uses token authentication (Ray's default), set RAY_AUTH_MODE=token "
+              "and make the head node's token readable here (~/.ray/auth_token, "
+              "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)")
+
+
+def token_available() -> bool:
+    """Whether this machine holds a Ray authentication token (where Ray looks for one)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).expanduser().is_file()
+
+
+def use_token_auth(address: str | None) -> None:
+    """Connect to ``host:port`` the way ``--address auto`` does.
+
+    Ray turns token authentication on for ``auto`` when a token is on the machine, but not
+    for an explicit address, which then fails with a bare "cannot connect".
+    """
+    if address and address != "auto" and not address.startswith("ray://") \
+            and "RAY_AUTH_MODE" not in os.environ and token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def init_ray(address: str | None) -> None:
+    if address:
+        check_address(address)
+        use_token_auth(address)  # before Ray is imported: it reads RAY_AUTH_MODE then
     import ray
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
@@ -120,13 +145,12 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
-    if address:
-        check_address(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True, log_to_driver=True)
     except (ConnectionError, RuntimeError, TimeoutError) as err:
-        raise UserError(f"cannot connect to the Ray cluster at {address}: {err}") from None
+        hint = f"; {TOKEN_HELP}" if address and address != "auto" else ""
+        raise UserError(f"cannot connect to the Ray cluster at {address}: {err}{hint}") from None
 
 
 def cluster_resources() -> tuple[float, float]:
@@ -199,15 +223,12 @@ SCHEDULERS = ("asha", "fifo")
 
 
 def make_scheduler(settings: SearchSettings):
-    from ray.tune.schedulers import FIFOScheduler
-
-    from textsearch.asha import RecordingASHA
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if settings.scheduler == "fifo":
         return FIFOScheduler()
-
-    return RecordingASHA(
-        record_path=str(settings.search_dir / EARLY_STOPS_FILE),
+    # Which trials it stopped early is in the study (PRUNED), told by the searcher.
+    return ASHAScheduler(
         metric=settings.metric,
         mode=settings.mode,
         time_attr="epoch",
@@ -221,7 +242,6 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     import optuna
 
     from textsearch.searcher import (
-        STUDY_FILE,
         STUDY_NAME,
         StudySearcher,
         default_startup_trials,
@@ -237,7 +257,7 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     return StudySearcher(space=space.space, metric=settings.metric, mode=settings.mode,
                          sampler=sampler, study_name=STUDY_NAME,
                          storage=journal_storage(settings.search_dir.resolve() / STUDY_FILE),
-                         max_epochs=settings.max_epochs)
+                         max_epochs=settings.max_epochs, search_dir=str(settings.search_dir.resolve()))
 
 
 def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
@@ -253,6 +273,30 @@ def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
     trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=trial_fixed_config(settings),
                                      cpu_threads=settings.cpus_per_trial)
     return tune.with_resources(trainable, trial_resources(settings, total_cpus))
+
+
+def disk_is_full(search_dir: Path, err: BaseException | None = None) -> bool:
+    """Whether the search directory's disk is (nearly) full, or ``err`` says it was."""
+    from textsearch.stopper import ENOSPC_TEXT, MIN_FREE_BYTES, free_bytes
+
+    chain, e = [], err
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(getattr(e, "errno", None) == errno.ENOSPC or ENOSPC_TEXT in str(e) for e in chain):
+        return True
+    return free_bytes(search_dir) < MIN_FREE_BYTES
+
+
+def disk_full_error(settings: SearchSettings, marker: Path) -> UserError:
+    """The one line for a search stopped by a full disk; marks the search for --resume."""
+    with contextlib.suppress(OSError):
+        marker.touch()
+    return UserError(
+        f"the disk holding {settings.search_dir} is full: the search stopped, its finished "
+        "trials and checkpoints are kept. Free some space, then continue with: "
+        f"python -m textsearch.tune --name {settings.name} --results_dir "
+        f"{settings.results_dir} --resume")
 
 
 def run_config(settings: SearchSettings, stopper=None):
@@ -289,12 +333,12 @@ def prepare_data(settings: SearchSettings):
 def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = False,
                address: str | None = None) -> dict[str, Any]:
     """Run (or resume) a search to its end and write its summary; returns the summary."""
+    started = time.time()
+    init_ray(address)  # first: it sets Ray's authentication mode before Ray is imported
     from ray import tune
 
-    from textsearch.summary import summarize
+    from textsearch.summary import summarize, write_summary
 
-    started = time.time()
-    init_ray(address)
     total_cpus, total_gpus = cluster_resources()
     if settings.gpus_per_trial is None:
         settings.gpus_per_trial = default_gpus_per_trial(total_gpus)
@@ -305,16 +349,18 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     bundle = prepare_data(settings)
     trainable = make_trainable(settings, bundle, total_cpus)
     path = str(settings.search_dir.resolve())
-    stopper = None
+    from textsearch.stopper import SearchGuard
+
+    marker = settings.search_dir / DISK_FULL_MARKER
     if resume:
         if not tune.Tuner.can_restore(path):
             raise UserError(f"{path} holds no resumable search state")
+        # Trials that failed for lack of space are retried from their last checkpoint.
+        SearchGuard.active = None
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False)
+                                   resume_errored=marker.exists())
     else:
-        from textsearch.stopper import StopOnGPUError
-
-        stopper = StopOnGPUError()
+        guard = SearchGuard(path)
         searcher = make_searcher(settings, space)  # resolves the TPE start-up default
         settings.save()
         tuner = tune.Tuner(
@@ -326,19 +372,29 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
                 max_concurrent_trials=settings.max_concurrent
                 or default_concurrency(settings, total_cpus, total_gpus),
                 time_budget_s=settings.time_budget_s or None,
-                trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+                trial_dirname_creator=lambda t: trial_dir_name(t.trial_id),
             ),
-            run_config=run_config(settings, stopper),
+            run_config=run_config(settings, guard),
         )
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+        guard = SearchGuard.active if resume else guard  # on resume: the one restored with it
+    except Exception as err:
+        if disk_is_full(settings.search_dir, err):
+            raise disk_full_error(settings, marker) from None
+        raise
+    if guard is not None and guard.disk_full:
+        raise disk_full_error(settings, marker)
+    marker.unlink(missing_ok=True)
     errors = {}
-    if stopper is not None and stopper.message:
+    if guard is not None and guard.gpu_message:
         # The trial was stopped between its retries, so Ray did not record it as errored.
         from textsearch.searcher import fail_trial
 
-        errors[stopper.trial_id] = stopper.error
-        fail_trial(settings.search_dir, stopper.trial_id)
+        errors[guard.gpu_trial_id] = guard.gpu_error
+        fail_trial(settings.search_dir, guard.gpu_trial_id)
     summary = summarize(settings, grid, bundle, wall_s=time.time() - started, errors=errors)
+    write_summary(settings.search_dir, summary)
     gpu_errors = [f"trial {t['trial_id']}: {t['error'].split('TrialGPUError: ', 1)[-1]}"
                   for t in summary["trials"] if "TrialGPUError" in (t["error"] or "")]
     if gpu_errors:

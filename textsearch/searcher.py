@@ -29,9 +29,10 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from textsearch.layout import STUDY_FILE
+
 log = logging.getLogger(__name__)
 
-STUDY_FILE = "study.journal"
 STUDY_NAME = "textsearch"
 
 
@@ -47,6 +48,12 @@ def load_study(search_dir: Path) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(
         Path(search_dir) / STUDY_FILE))
+
+
+def out_of_space(search_dir: str) -> bool:
+    from textsearch.stopper import MIN_FREE_BYTES, free_bytes
+
+    return free_bytes(Path(search_dir)) < MIN_FREE_BYTES
 
 
 def fail_trial(search_dir: Path, ray_trial_id: str) -> None:
@@ -92,9 +99,11 @@ class StudySearcher(OptunaSearch):
     holding the epoch (1-based).
     """
 
-    def __init__(self, *args: Any, max_epochs: int, time_attr: str = "epoch", **kwargs: Any):
+    def __init__(self, *args: Any, max_epochs: int, time_attr: str = "epoch",
+                 search_dir: str | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
+        self.search_dir = search_dir
         self.time_attr = time_attr
         self._epochs: dict[str, int] = {}  # last epoch recorded, per Ray trial id
         self._values: dict[str, float] = {}  # its metric
@@ -130,6 +139,10 @@ class StudySearcher(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if error and self.search_dir and out_of_space(self.search_dir):
+            # Failed for lack of disk space, not because of its config: it stays RUNNING, and
+            # --resume retries it once there is room.
             return
         if result:
             # Ray does not pass the result that made the scheduler stop a trial to

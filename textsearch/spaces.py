@@ -1,12 +1,16 @@
 """Finding, loading and checking search spaces.
 
-A search space is a Python file in ``search_spaces/`` (or anywhere, given by path) with:
+A search space is a Python file with:
 
 - a module docstring whose first line describes the search (shown by ``--list``);
 - ``def space(trial) -> dict``: an Optuna define-by-run function.  It calls
   ``trial.suggest_*`` for what is searched and returns a dict of further fixed values
   (or ``None``).  Names must be :class:`textsearch.training.TrainConfig` fields;
 - ``DEFAULTS``: the search's defaults (see :class:`SearchDefaults`).
+
+Where ``--space NAME`` looks: ``$TEXTSEARCH_SPACES_DIR/NAME.py`` (the user's own spaces, if
+that variable is set), then the built-in spaces shipped with textsearch (the repository's
+``search_spaces/``).  ``--space path/to/file.py`` loads any file.
 
 Space files are user code: they are executed when loaded, only from the path given.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -26,10 +31,10 @@ from typing import Any
 import optuna
 
 from textsearch.errors import UserError
-from textsearch.paths import REPO_DIR
+from textsearch.paths import builtin_spaces_dir
 from textsearch.training import TrainConfig
 
-SPACES_DIR = REPO_DIR / "search_spaces"
+SPACES_DIR_ENV = "TEXTSEARCH_SPACES_DIR"
 
 
 @dataclass
@@ -75,8 +80,20 @@ class SearchSpace:
     defaults: SearchDefaults
 
 
+def space_dirs() -> list[Path]:
+    """Folders searched for ``--space NAME``, in order: the user's, then the built-in one."""
+    user = os.environ.get(SPACES_DIR_ENV)
+    return [*([Path(user).expanduser()] if user else []), builtin_spaces_dir()]
+
+
 def known_spaces() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(SPACES_DIR.glob("*.py")) if not p.stem.startswith("_")}
+    """Space names and their files (a user space hides a built-in one of the same name)."""
+    found: dict[str, Path] = {}
+    for folder in reversed(space_dirs()):
+        for p in sorted(folder.glob("*.py")):
+            if not p.stem.startswith("_"):
+                found[p.stem] = p
+    return dict(sorted(found.items()))
 
 
 def describe(path: Path) -> str:
@@ -283,7 +300,7 @@ def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
     # prefer the first sample that uses every pinned parameter the space searches
     wanted = {k for k in pins if k in searched}
     params = next((p for p, d in samples if wanted <= set(d)), samples[0][0])
-    from textsearch.training import coerce
+    from textsearch.training import check_option, coerce
 
     fixed: dict[str, Any] = {}
     for key, text in pins.items():
@@ -293,7 +310,7 @@ def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
             raise UserError(f"--set: unknown parameter {key!r}; the space searches "
                             f"{', '.join(sorted(searched)) or 'nothing'}; other config keys: "
                             f"{', '.join(types)}")
-        fixed[key] = coerce(key, text, types[key])
+        fixed[key] = check_option(key, coerce(key, text, types[key]))
     return params, fixed
 
 

@@ -1,9 +1,13 @@
 """The end of a search: status of every trial, the best config, its test accuracy.
 
-Writes ``summary.json`` and ``trials.csv`` into the search directory and returns the
-summary as a dict.  A trial's status is one of ``completed`` (ran all epochs),
-``stopped_early`` (ASHA stopped it; ``stopped_at_epoch`` says when), ``errored`` (with its
-message) or ``unfinished`` (interrupted or out of time budget; ``--resume`` continues it).
+:func:`summarize` builds the summary (a dict) from Ray's results and the search's Optuna
+study; the caller writes it (:func:`write_summary`: ``summary.json`` and ``trials.csv``).  A
+trial's status is what the study says of it: ``completed`` (ran all epochs, COMPLETE),
+``stopped_early`` (ASHA stopped it, PRUNED; ``stopped_at_epoch`` says when), ``errored``
+(FAIL, with its message) or ``unfinished`` (interrupted or out of time budget, still
+RUNNING; ``--resume`` continues it).
+
+Reading and formatting a summary needs only pandas (the report imports this module).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from textsearch.search import EARLY_STOPS_FILE, SUMMARY_FILE, TRIALS_FILE, SearchSettings
-from textsearch.trial import CHECKPOINT_FILE
+from textsearch.layout import CHECKPOINT_FILE, SUMMARY_FILE, TRIALS_FILE, trial_id_of
+
+if TYPE_CHECKING:
+    from textsearch.search import SearchSettings
 
 
 def error_line(error: BaseException | None) -> str | None:
@@ -38,42 +44,55 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def study_trials(search_dir: Path) -> dict[str, Any]:
+    """The study's trials by Ray trial id (empty if the search has no study)."""
+    from textsearch.layout import STUDY_FILE
+
+    if not (search_dir / STUDY_FILE).exists():
+        return {}
+    from textsearch.searcher import load_study
+
+    return {t.user_attrs["ray_trial_id"]: t for t in load_study(search_dir).trials
+            if "ray_trial_id" in t.user_attrs}
+
+
 def trial_rows(settings: SearchSettings, grid, errors: dict[str, str] | None = None
                ) -> list[dict[str, Any]]:
     """One row per trial; ``errors``: messages of errored trials Ray did not record."""
+    from optuna.trial import TrialState
+
     errors = errors or {}
-    stops_path = settings.search_dir / EARLY_STOPS_FILE
-    stops = json.loads(stops_path.read_text()) if stops_path.exists() else {}
-    trials = {t.trial_id: t for t in grid._experiment_analysis.trials}
+    study = study_trials(settings.search_dir)
     sign = 1 if settings.mode == "max" else -1
     rows = []
     for result in grid:
         df = result.metrics_dataframe
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.removeprefix("trial_")
-        trial = trials.get(trial_id)
+        trial_id = (result.metrics or {}).get("trial_id") or trial_id_of(result.path)
+        told = study.get(trial_id)
+        state = told.state if told is not None else None
         epochs = int(df["epoch"].max()) if df is not None and "epoch" in df and len(df) else 0
         values = ([v for v in (df[settings.metric].map(_finite) if df is not None
                    and settings.metric in df else []) if v is not None])
         best = max(values, key=lambda v: sign * v) if values else None
-        if result.error is not None or trial_id in errors:
+        if result.error is not None or trial_id in errors or state == TrialState.FAIL:
             status = "errored"
-        elif trial_id in stops:
+        elif state == TrialState.PRUNED:
             status = "stopped_early"
-        elif epochs >= settings.max_epochs:
+        elif state == TrialState.COMPLETE or epochs >= settings.max_epochs:
             status = "completed"
         else:
             status = "unfinished"
+        # a trial that never started has no result config; the study has its params
+        config = dict(result.config or {}) or (dict(told.params) if told is not None else {})
         rows.append({
             "trial_id": trial_id,
             "status": status,
-            "ray_status": getattr(trial, "status", None),
             "epochs": epochs,
             f"best_{settings.metric}": best,
             f"last_{settings.metric}": values[-1] if values else None,
-            "stopped_at_epoch": stops.get(trial_id),
+            "stopped_at_epoch": epochs if status == "stopped_early" else None,
             "error": errors.get(trial_id) or error_line(result.error),
-            # a trial that never started has no result config; its Trial still has one
-            "config": dict(result.config or getattr(trial, "config", None) or {}),
+            "config": config,
             "path": str(result.path),
             "_result": result,
         })
@@ -128,11 +147,13 @@ def summarize(settings: SearchSettings, grid, bundle=None, wall_s: float | None 
         "best": best_info,
         "trials": [{k: v for k, v in r.items() if k != "_result"} for r in rows],
     }
-    out = settings.search_dir
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str))
-    table = trials_table(summary)
-    table.to_csv(out / TRIALS_FILE, index=False)
     return summary
+
+
+def write_summary(search_dir: Path, summary: dict[str, Any]) -> None:
+    """``summary.json`` and ``trials.csv`` (one row per trial, best first)."""
+    (search_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str))
+    trials_table(summary).to_csv(search_dir / TRIALS_FILE, index=False)
 
 
 def trials_table(summary: dict[str, Any]) -> pd.DataFrame:

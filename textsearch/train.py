@@ -12,79 +12,45 @@ is tested at the end and ``val_acc`` / ``test_acc`` are printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
 from textsearch import cli
-from textsearch.data import DATA_CLASSES
 from textsearch.errors import UserError, cli_entry
-from textsearch.models import MODEL_CLASSES
-from textsearch.models.cnn import BLOCKS, DOWNSAMPLES
-from textsearch.training import PRECISIONS, TrainConfig, train
+from textsearch.options import options_of
+from textsearch.training import TrainConfig, train
 
-HELP = {
-    "model_class": f"model to train: {', '.join(MODEL_CLASSES)}",
-    "data_class": f"dataset: {', '.join(DATA_CLASSES)}",
-    "max_epochs": "number of training epochs",
-    "batch_size": "examples per batch",
-    "lr": "learning rate (Adam)",
-    "one_cycle_max_lr": "peak learning rate of a one-cycle schedule (0: constant lr)",
-    "weight_decay": "Adam weight decay",
-    "seed": "random seed",
-    "gpus": "GPUs to train on (0: CPU)",
-    "precision": "Lightning precision (16-mixed needs a GPU)",
-    "num_workers": "DataLoader worker processes (0: load in the main process)",
-    "val_fraction": "share of the training file held out for validation",
-    "data_fraction": "share of the training split to use",
-    "balance": "EMNIST: cap every class at the mean class count, in train, val and test alike "
-               "(default: NIST's natural class mix)",
-    "overfit_batches": "overfit this many batches (>= 1) or this fraction (< 1) of the data",
-    "fast_dev_run": "run this many batches of train/val as a smoke check (no value: 1)",
-    "limit_train_batches": "train on this many batches (> 1) or this fraction (<= 1) per epoch",
-    "limit_val_batches": "validate on this many batches (> 1) or this fraction (<= 1)",
-    "fc1": "MLP: first hidden layer width",
-    "fc2": "MLP: second hidden layer width",
-    "num_blocks": "CNN: number of blocks (1..6)",
-    "block": f"CNN: block type ({', '.join(BLOCKS)})",
-    "batchnorm": "CNN: BatchNorm after convolutions",
-    "downsample": f"CNN: how to halve the feature map ({', '.join(DOWNSAMPLES)})",
-    "downsample_every": "CNN: halve the feature map after every n-th block",
-    "conv_dim": "CNN: channels per block",
-    "fc_dim": "CNN: hidden fully-connected width",
-    "dropout": "dropout probability (CNN and MLP)",
-}
-TYPES = {
-    "max_epochs": cli.positive_int, "batch_size": cli.positive_int, "lr": cli.positive_float,
-    "one_cycle_max_lr": cli.nonnegative_float, "weight_decay": cli.nonnegative_float,
-    "seed": cli.nonnegative_int, "gpus": cli.nonnegative_float, "num_workers": cli.nonnegative_int,
-    "val_fraction": cli.fraction, "data_fraction": cli.fraction,
-    "overfit_batches": cli.nonnegative_float, "fast_dev_run": cli.nonnegative_int,
-    "limit_train_batches": cli.positive_float, "limit_val_batches": cli.nonnegative_float,
-    "fc1": cli.positive_int, "fc2": cli.positive_int, "num_blocks": cli.positive_int,
-    "downsample_every": cli.positive_int, "conv_dim": cli.positive_int, "fc_dim": cli.positive_int,
-    "dropout": cli.nonnegative_float,
-}
-CHOICES = {"model_class": list(MODEL_CLASSES), "data_class": list(DATA_CLASSES),
-           "block": list(BLOCKS), "downsample": list(DOWNSAMPLES), "precision": list(PRECISIONS)}
-OPTIONAL_VALUE = {"fast_dev_run": 1}  # the flag alone means this value, as in Lightning
+
+def flag_type(f: dataclasses.Field, typ: type):
+    """The argparse type of an option, from its Python type and declared range."""
+    m = f.metadata
+    if m["fraction"]:
+        return cli.fraction
+    if typ is int:
+        return cli.positive_int if m["above"] else cli.nonnegative_int if m["minimum"] == 0 else int
+    if typ is float:
+        return cli.positive_float if m["above"] else cli.nonnegative_float if m["minimum"] == 0 else float
+    return cli.nonempty_str
 
 
 def add_config_flags(parser: cli.Parser, defaults: TrainConfig | None = None,
                      suppress: bool = False) -> None:
-    """One flag per TrainConfig field (``suppress``: absent flags stay out of the namespace)."""
+    """One flag per TrainConfig option (``suppress``: absent flags stay out of the namespace)."""
     defaults = defaults or TrainConfig()
-    for name, typ in TrainConfig.field_types().items():
+    types = TrainConfig.field_types()
+    for f in options_of(TrainConfig):
+        name, typ, m = f.name, types[f.name], f.metadata
         default = argparse.SUPPRESS if suppress else getattr(defaults, name)
         if typ is bool:
             parser.add_flag(name, action=argparse.BooleanOptionalAction, default=default,
-                            help=HELP[name])
-        elif name in OPTIONAL_VALUE:
-            parser.add_flag(name, type=TYPES[name], default=default, nargs="?",
-                            const=OPTIONAL_VALUE[name], help=HELP[name], metavar="N")
+                            help=m["help"])
+        elif m["flag_const"] is not None:
+            parser.add_flag(name, type=flag_type(f, typ), default=default, nargs="?",
+                            const=m["flag_const"], help=m["help"], metavar="N")
         else:
-            parser.add_flag(name, type=TYPES.get(name, cli.nonempty_str), default=default,
-                            choices=CHOICES.get(name), help=HELP[name],
-                            metavar=name.upper() if name not in CHOICES else None)
+            parser.add_flag(name, type=flag_type(f, typ), default=default, choices=m["choices"],
+                            help=m["help"], metavar=name.upper() if not m["choices"] else None)
 
 
 def build_parser() -> cli.Parser:

@@ -23,11 +23,14 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from textsearch.data import DATA_CLASSES, BaseDataModule, DataBundle, DataConfig
 from textsearch.errors import UserError
 from textsearch.lit_model import LitModel
-from textsearch.models import MODEL_CLASSES, CNNConfig
+from textsearch.models import MODEL_CLASSES, CNNConfig, MLPConfig
 from textsearch.models.cnn import CNN
 from textsearch.models.mlp import MLP
+from textsearch.options import option, subset
 
 log = logging.getLogger(__name__)
+
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -38,44 +41,72 @@ warnings.filterwarnings("ignore", message=".*You are using `torch.load` with.*")
 
 
 @dataclass
-class TrainConfig:
-    """Everything one training run needs.  Units: lr per step, fractions in (0, 1]."""
+class RunOptions:
+    """What to train, and how long."""
 
-    # what to train
-    model_class: str = "CNN"
-    data_class: str = "EMNIST"
-    # optimisation
-    max_epochs: int = 5
-    batch_size: int = 128
-    lr: float = 1e-3
-    one_cycle_max_lr: float = 0.0  # 0 = constant lr
-    weight_decay: float = 0.0
-    seed: int = 0
-    # hardware
-    gpus: float = 0  # GPUs for this run (a search trial may hold a fraction of one)
-    precision: str = "32"  # Lightning's precision: "32", "16-mixed" or "bf16-mixed"
-    num_workers: int = 0  # DataLoader worker processes
-    # data
-    val_fraction: float = 0.2
-    data_fraction: float = 1.0
-    balance: bool = False  # EMNIST: the lab's class balancing, on train, val and test alike
-    # debugging switches, as in Lightning
-    overfit_batches: float = 0.0
-    fast_dev_run: int = 0
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
-    # MLP
-    fc1: int = 1024
-    fc2: int = 128
-    # CNN (see textsearch.models.cnn.CNNConfig)
-    num_blocks: int = 2
-    block: str = "plain"
-    batchnorm: bool = False
-    downsample: str = "maxpool"
-    downsample_every: int = 2
-    conv_dim: int = 64
-    fc_dim: int = 128
-    dropout: float = 0.5
+    model_class: str = option("CNN", f"model to train: {', '.join(MODEL_CLASSES)}",
+                              choices=MODEL_CLASSES)
+    data_class: str = option("EMNIST", f"dataset: {', '.join(DATA_CLASSES)}", choices=DATA_CLASSES)
+    max_epochs: int = option(5, "number of training epochs", minimum=0, above=True)
+    seed: int = option(0, "random seed (weights, training order)", minimum=0)
+
+
+@dataclass
+class OptimOptions:
+    """Adam and its schedule.  Units: lr per step."""
+
+    lr: float = option(1e-3, "learning rate (Adam)", minimum=0, above=True)
+    one_cycle_max_lr: float = option(0.0, "peak learning rate of a one-cycle schedule "
+                                     "(0: constant lr)", minimum=0)
+    weight_decay: float = option(0.0, "Adam weight decay", minimum=0)
+
+
+@dataclass
+class HardwareOptions:
+    """Where a run trains."""
+
+    gpus: float = option(0.0, "GPUs to train on (0: CPU; a search trial may hold a share of one)",
+                         minimum=0)
+    precision: str = option("32", "Lightning precision (16-mixed needs a GPU)", choices=PRECISIONS)
+    num_workers: int = option(0, "DataLoader worker processes (0: load in the main process)",
+                              minimum=0)
+
+
+@dataclass
+class DataOptions:
+    """The data a run sees."""
+
+    batch_size: int = option(128, "examples per batch", minimum=0, above=True)
+    val_fraction: float = option(0.2, "share of the training file held out for validation",
+                                 fraction=True)
+    data_fraction: float = option(1.0, "share of the training split to use", fraction=True)
+    balance: bool = option(False, "EMNIST: cap every class at the mean class count, in train, "
+                           "val and test alike (default: NIST's natural class mix)")
+
+
+@dataclass
+class DebugOptions:
+    """Lightning's debugging switches."""
+
+    overfit_batches: float = option(0.0, "overfit this many batches (>= 1) or this fraction "
+                                    "(< 1) of the data, validating on them", minimum=0)
+    fast_dev_run: int = option(0, "run this many batches of train/val as a smoke check "
+                               "(no value: 1)", minimum=0, flag_const=1)
+    limit_train_batches: float = option(1.0, "train on this many batches (> 1) or this fraction "
+                                        "(<= 1) per epoch", minimum=0, above=True)
+    limit_val_batches: float = option(1.0, "validate on this many batches (> 1) or this "
+                                      "fraction (<= 1)", minimum=0)
+
+
+@dataclass
+class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptions, OptimOptions,
+                  RunOptions):
+    """Everything one training run needs, flat, so a search space can set any of it by name.
+
+    Each concern declares its options once (:func:`textsearch.options.option`): the
+    dataclasses above and the models' :class:`CNNConfig` and :class:`MLPConfig`.
+    """
+
     extra: dict[str, Any] = field(default_factory=dict)  # ignored keys (e.g. search metadata)
 
     @classmethod
@@ -95,7 +126,7 @@ class TrainConfig:
                     raise UserError(f"unknown config key {name!r}; known: {', '.join(types)}")
                 extra[name] = value
                 continue
-            kwargs[name] = coerce(name, value, types[name])
+            kwargs[name] = check_option(name, coerce(name, value, types[name]))
         return cls(**kwargs, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,12 +169,20 @@ class TrainConfig:
                           overfit=bool(self.overfit_batches))
 
     def cnn_config(self) -> CNNConfig:
-        return CNNConfig(num_blocks=self.num_blocks, block=self.block, batchnorm=self.batchnorm,
-                         downsample=self.downsample, downsample_every=self.downsample_every,
-                         conv_dim=self.conv_dim, fc_dim=self.fc_dim, dropout=self.dropout)
+        return subset(CNNConfig, self)
 
 
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+def check_option(name: str, value: Any) -> Any:
+    """``value`` if it is within what the option declares (choices, minimum, fraction)."""
+    m = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}[name]
+    if m.get("choices") is not None and value not in m["choices"]:
+        raise UserError(f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}")
+    if m.get("fraction") and not 0 < value <= 1:
+        raise UserError(f"{name} must be a fraction in (0, 1], got {value}")
+    low = m.get("minimum")
+    if low is not None and not isinstance(value, bool) and (value <= low if m["above"] else value < low):
+        raise UserError(f"{name} must be {'>' if m['above'] else '>='} {low:g}, got {value}")
+    return value
 
 
 def coerce(name: str, value: Any, typ: type) -> Any:
@@ -238,7 +277,9 @@ def log_hparams(logger: TensorBoardLogger, cfg: TrainConfig, metric_names: list[
     from torch.utils.tensorboard.summary import hparams
 
     exp, ssi, sei = hparams(flat_hparams(cfg), {m: 0.0 for m in metric_names})
-    writer = logger.experiment._get_file_writer()
+    # Lightning's log_hyperparams(params, metrics) would also log these 0.0 placeholders as
+    # the metrics' first values; the SummaryWriter's own file writer takes just the records.
+    writer = logger.experiment.file_writer
     for summary in (exp, ssi, sei):
         writer.add_summary(summary)
     writer.flush()

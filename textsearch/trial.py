@@ -23,11 +23,11 @@ from pytorch_lightning.callbacks import Callback
 
 from textsearch.data import DataBundle
 from textsearch.errors import TrialGPUError
+from textsearch.layout import CHECKPOINT_FILE
 from textsearch.training import TrainConfig, TrainResult, device_name, train
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "model.ckpt"
 REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc")
 
 
@@ -74,11 +74,13 @@ class TuneReportCallback(Callback):
         self._report(trainer)
 
     def _report(self, trainer: pl.Trainer) -> None:
+        import ray
         from ray import tune
 
         if self._pending is None:
             return
         (metrics, folder), self._pending = self._pending, None
+        metrics["node_id"] = ray.get_runtime_context().get_node_id()  # which machine trained it
         if trainer.logger is not None:
             trainer.logger.save()
             trainer.logger.experiment.flush()

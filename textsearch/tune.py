@@ -23,6 +23,7 @@ from pathlib import Path
 
 from textsearch import cli, spaces
 from textsearch.errors import UserError, cli_entry
+from textsearch.layout import SETTINGS_FILE, SUMMARY_FILE
 from textsearch.search import SCHEDULERS, SEARCHERS
 from textsearch.training import PRECISIONS
 
@@ -51,7 +52,7 @@ def build_parser() -> cli.Parser:
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
     g.add_argument("--max_failures", "--max-failures", type=cli.nonnegative_int, default=2, help="retries of a crashed trial (from its last checkpoint)")
     g.add_argument("--name", type=cli.folder_name, help="search name (default: <space>-<time stamp>)")
-    g.add_argument("--results_dir", "--results-dir", type=cli.nonempty_str, default="runs", help="where searches are written")
+    g.add_argument("--results_dir", "--results-dir", type=cli.folder_path, default="runs", help="where searches are written")
     g.add_argument("--address", type=cli.nonempty_str, help="an existing Ray cluster: 'auto', 'host:port' or 'ray://host:port'")
     g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest of --space)")
     g.add_argument("--no_report", "--no-report", action="store_true", help="do not write report.html at the end")
@@ -81,7 +82,7 @@ def check_writable(results_dir: Path) -> None:
 
 def latest_search(results_dir: Path, space: str) -> Path:
     found = []
-    for settings_file in results_dir.glob("*/search.json"):
+    for settings_file in results_dir.glob(f"*/{SETTINGS_FILE}"):
         try:
             if json.loads(settings_file.read_text()).get("space") == space:
                 found.append(settings_file.parent)
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     results_dir = Path(args.results_dir)
     if args.resume:
         search_dir = results_dir / args.name if args.name else latest_search(results_dir, args.space)
-        if not (search_dir / "search.json").exists():
+        if not (search_dir / SETTINGS_FILE).exists():
             raise UserError(f"no search to resume at {search_dir}")
         settings = SearchSettings.load(search_dir)
         settings.results_dir, settings.name = str(search_dir.parent.resolve()), search_dir.name
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             summary = run_search(settings, space, resume=args.resume, address=args.address)
     except BaseException:
         # A search that failed before it started (no search.json) leaves no folder behind.
-        if new_dir and not (settings.search_dir / "search.json").exists():
+        if new_dir and not (settings.search_dir / SETTINGS_FILE).exists():
             shutil.rmtree(settings.search_dir, ignore_errors=True)
         raise
     print(format_summary(summary))
@@ -193,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         from textsearch.report import write_report
 
         print(f"report: {write_report(search_dir)}")
-    print(f"summary: {search_dir / 'summary.json'}")
+    print(f"summary: {search_dir / SUMMARY_FILE}")
     print(f"tensorboard --logdir {search_dir} --host 127.0.0.1")
     unfinished = summary["status_counts"].get("unfinished", 0)
     budget = settings.time_budget_s

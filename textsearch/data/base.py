@@ -159,7 +159,7 @@ MIN_VAL = 1000  # validation examples kept when data_fraction shrinks the splits
 
 
 class BaseDataModule(pl.LightningDataModule):
-    """Base for every dataset: subclasses implement :meth:`prepare_data` and :meth:`load`."""
+    """Base for every dataset: subclasses implement :meth:`download_and_cache` and :meth:`load`."""
 
     name = "base"
 
@@ -173,13 +173,22 @@ class BaseDataModule(pl.LightningDataModule):
         self.data_test: BatchDataset | None = None
 
     # -- to implement -------------------------------------------------------------------
-    def prepare_data(self) -> None:  # download + cache; must be safe to call repeatedly
+    def download_and_cache(self) -> None:  # must be safe to call repeatedly
         raise NotImplementedError
 
     def load(self) -> DataBundle:  # read the cache into memory
         raise NotImplementedError
 
     # -- common -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Download and cache the data, unless it was handed over in memory.
+
+        Lightning calls this in every ``fit``: a search trial holds the driver's bundle and
+        must never touch the disk of the node it runs on.
+        """
+        if self.bundle is None:
+            self.download_and_cache()
+
     def get_bundle(self) -> DataBundle:
         if self.bundle is None:
             self.prepare_data()

@@ -235,7 +235,7 @@ class EMNIST(BaseDataModule):
         super().__init__(config, bundle)
         self.balance = balance
 
-    def prepare_data(self) -> None:
+    def download_and_cache(self) -> None:
         prepare(self.balance)
 
     def load(self) -> DataBundle:

@@ -164,7 +164,7 @@ class EMNISTLines(BaseDataModule):
         self.lines = lines or LinesConfig()
         self.lines.validate()
 
-    def prepare_data(self) -> None:
+    def download_and_cache(self) -> None:
         prepare(self.lines)
 
     def load(self) -> DataBundle:

@@ -44,7 +44,7 @@ class MNIST(BaseDataModule):
 
     name = "MNIST"
 
-    def prepare_data(self) -> None:
+    def download_and_cache(self) -> None:
         _dataset(train=True)
         _dataset(train=False)
 

@@ -131,16 +131,6 @@ def safe_extract(archive: Path, members: dict[str, str], dest_dir: Path) -> list
     return written
 
 
-def check_member_names(archive: Path, dest_dir: Path) -> None:
-    """Refuse an archive any of whose member names would escape ``dest_dir``."""
-    dest_dir = dest_dir.resolve()
-    with zipfile.ZipFile(archive) as zf:
-        for name in zf.namelist():
-            target = (dest_dir / name).resolve()
-            if dest_dir != target and dest_dir not in target.parents:
-                raise UserError(f"refusing archive {archive}: member {name!r} escapes {dest_dir}")
-
-
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` only on success."""

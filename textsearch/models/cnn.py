@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from textsearch.errors import UserError
+from textsearch.options import option
 
 BLOCKS = ("plain", "residual")
 DOWNSAMPLES = ("maxpool", "stride")
@@ -67,19 +68,18 @@ class ResidualBlock(nn.Module):
 
 @dataclass
 class CNNConfig:
-    """num_blocks: 1..6. block: 'plain' or 'residual'. batchnorm: BatchNorm after convs.
-    downsample: 'maxpool' or 'stride'. downsample_every: halve the size after every n-th block.
-    conv_dim: channels of every block. fc_dim: hidden units. dropout: probability in [0, 1).
-    """
+    """The CNN's options (``dropout`` is the MLP's too)."""
 
-    num_blocks: int = 2
-    block: str = "plain"
-    batchnorm: bool = False
-    downsample: str = "maxpool"
-    downsample_every: int = 2
-    conv_dim: int = 64
-    fc_dim: int = 128
-    dropout: float = 0.5
+    num_blocks: int = option(2, "CNN: number of blocks (1..6)", minimum=0, above=True)
+    block: str = option("plain", f"CNN: block type ({', '.join(BLOCKS)})", choices=BLOCKS)
+    batchnorm: bool = option(False, "CNN: BatchNorm after convolutions")
+    downsample: str = option("maxpool", f"CNN: how to halve the feature map "
+                             f"({', '.join(DOWNSAMPLES)})", choices=DOWNSAMPLES)
+    downsample_every: int = option(2, "CNN: halve the feature map after every n-th block",
+                                   minimum=0, above=True)
+    conv_dim: int = option(64, "CNN: channels per block", minimum=0, above=True)
+    fc_dim: int = option(128, "CNN: hidden fully-connected width", minimum=0, above=True)
+    dropout: float = option(0.5, "dropout probability in [0, 1) (CNN and MLP)", minimum=0)
 
     def validate(self) -> None:
         if not 1 <= self.num_blocks <= 6:

@@ -1,0 +1,1 @@
+"""Benchmarks of textsearch: ``python benchmarks/run.py`` (see its docstring)."""

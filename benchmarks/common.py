@@ -1,0 +1,141 @@
+"""What every benchmark shares: modes, statistics, running a search, reading its reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from textsearch import spaces  # noqa: E402
+from textsearch.data import EMNIST, DataConfig  # noqa: E402
+from textsearch.search import SearchSettings, run_search  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+BENCH_SPACES = REPO / "benchmarks" / "spaces"
+
+
+@dataclass
+class Mode:
+    name: str
+    reps: int
+    loader_batches: int
+    overhead_fraction: float
+    concurrency_fraction: float
+    seeds: int
+    search_samples: int
+    search_epochs: int
+    search_fraction: float
+    accuracy_budget_s: float  # the accuracy item's search: wall-clock budget,
+    accuracy_fraction: float  # share of the training split,
+    accuracy_epochs: int  # max epochs per trial
+    retrain_epochs: int  # at most this many epochs for the best config on retrain_fraction,
+    retrain_budget_s: float  # and no more than fit in this many seconds at its measured rate
+    retrain_fraction: float = 1.0  # share of the training split the best config retrains on
+    startup_trials: int = 3  # random trials before TPE models the results (arm a)
+    tpe_trials: int = 10  # TPE start-up item: trials per search,
+    tpe_seeds: int = 3  # seeds,
+    tpe_fraction: float = 0.05  # and share of the training split for the 1-epoch proxy
+    gpu_fraction: float = 0.5  # GPU sharing: share of the training split per trial,
+    gpu_epochs: int = 2  # and epochs per trial (the last epoch's rate is reported)
+
+
+QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurrency_fraction=0.02,
+             seeds=1, search_samples=3, search_epochs=2, search_fraction=0.01,
+             accuracy_budget_s=45, accuracy_fraction=0.01, accuracy_epochs=2, retrain_epochs=1,
+             retrain_budget_s=30, retrain_fraction=0.02, startup_trials=2, tpe_trials=4,
+             tpe_seeds=1, tpe_fraction=0.01, gpu_fraction=0.05,
+             gpu_epochs=1)
+FULL = Mode("full", reps=3, loader_batches=300, overhead_fraction=0.15, concurrency_fraction=0.15,
+            seeds=3, search_samples=10, search_epochs=4, search_fraction=0.05,
+            accuracy_budget_s=1200, accuracy_fraction=0.1, accuracy_epochs=6, retrain_epochs=10,
+            retrain_budget_s=720)
+
+
+def stats(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def per_seed_fmt(values: list[float | None], digits: int = 0) -> str:
+    """Each seed's value in seed order; "never" where the arm did not get there."""
+    return ", ".join("never" if v is None else f"{v:.{digits}f}" for v in values)
+
+
+def median_or_never(values: list[float | None]) -> float:
+    return statistics.median(math.inf if v is None else v for v in values)
+
+
+def fmt(s: dict[str, float], digits: int = 0) -> str:
+    return f"{s['median']:,.{digits}f} ({s['min']:,.{digits}f}-{s['max']:,.{digits}f})"
+
+
+FLAGS = ("num_samples", "max_epochs", "data_fraction", "seed", "searcher", "scheduler",
+         "startup_trials", "max_concurrent", "gpus_per_trial", "time_budget_s", "max_failures",
+         "precision")
+
+
+def settings_for(space_name: str, name: str, results: Path, **kw) -> tuple[SearchSettings, spaces.SearchSpace]:
+    """A search's settings, built by the CLI's own function from the flags a user would type."""
+    from textsearch.tune import build_parser, make_settings
+
+    unknown = set(kw) - set(FLAGS)
+    if unknown:
+        raise TypeError(f"not textsearch.tune flags: {sorted(unknown)}")
+    argv = ["--space", space_name, "--name", name, "--results_dir", str(results), "--no_report"]
+    for key, value in kw.items():
+        if value is not None:
+            argv += [f"--{key}", str(value)]
+    args = build_parser().parse_args(argv)
+    space = spaces.load(space_name)
+    return make_settings(args, space), space
+
+
+def search(space_name: str, name: str, results: Path, **kw) -> dict:
+    """Run one search, or reuse it if this results folder already holds it finished."""
+    done = results / name / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    settings, space = settings_for(space_name, name, results, **kw)
+    settings.search_dir.mkdir(parents=True, exist_ok=True)
+    return run_search(settings, space)
+
+
+def progress(search_dir: Path) -> list[dict]:
+    """Every epoch report of a search: trial, epoch, val_acc, timing, samples/s."""
+    import pandas as pd
+
+    rows = []
+    for f in search_dir.glob("trial_*/progress.csv"):
+        df = pd.read_csv(f)
+        df["trial"] = f.parent.name
+        rows.extend(df.to_dict("records"))
+    return rows
+
+
+def aggregate_rate(search_dir: Path, fraction: float) -> float:
+    rows = progress(search_dir)
+    n_train = len(EMNIST(DataConfig(data_fraction=fraction)).split_indices()[0])
+    starts = [r["timestamp"] - r["time_total_s"] for r in rows]
+    ends = [r["timestamp"] for r in rows]
+    return n_train * len(rows) / (max(ends) - min(starts))
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} CPU cores, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, no GPU" if not torch.cuda.is_available() else
+            f"GPU {torch.cuda.get_device_name(0)}")
+
+

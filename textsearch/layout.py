@@ -1,0 +1,40 @@
+"""The layout of a search directory, ``<results_dir>/<name>/``: every file name in one place.
+
+- ``search.json``: the settings the search was started with (``--resume`` reads them);
+- ``study.journal``: the Optuna study, each trial's true state (:mod:`textsearch.searcher`);
+- one ``trial_<id>/`` per trial: ``params.json``, ``progress.csv`` (one row per epoch),
+  TensorBoard events, ``checkpoint_*/model.ckpt`` (best and latest);
+- ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C);
+- ``report.html`` and ``plot_<name>.png``: :mod:`textsearch.report`;
+- ``.search.lock``: held by the running search; ``.stopped_disk_full``: the search stopped on
+  a full disk, so ``--resume`` retries the trials that failed for lack of space.
+
+Nothing here imports torch, Ray or Lightning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SETTINGS_FILE = "search.json"
+STUDY_FILE = "study.journal"
+SUMMARY_FILE = "summary.json"
+TRIALS_FILE = "trials.csv"
+REPORT_FILE = "report.html"
+LOCK_FILE = ".search.lock"
+DISK_FULL_MARKER = ".stopped_disk_full"
+TRIAL_PREFIX = "trial_"
+PROGRESS_FILE = "progress.csv"  # Ray Tune's CSV logger, one row per reported epoch
+CHECKPOINT_FILE = "model.ckpt"  # inside each of a trial's checkpoint_* folders
+
+
+def trial_dir_name(trial_id: str) -> str:
+    return f"{TRIAL_PREFIX}{trial_id}"
+
+
+def trial_id_of(folder: str | Path) -> str:
+    return Path(folder).name.removeprefix(TRIAL_PREFIX)
+
+
+def plot_file(name: str) -> str:
+    return f"plot_{name}.png"
