@@ -94,3 +94,28 @@ def test_every_flag_is_covered():
         covered = {i.rsplit("-", 2)[0] if i.endswith(("wrong-type", "out-of-range")) else i.rsplit("-", 1)[0]
                    for i, _ in cases_}
         assert flags <= covered
+
+
+HEAVY = ("torch", "pytorch_lightning", "ray", "optuna")
+
+
+@pytest.mark.parametrize("code", [
+    "from textsearch.tune import main; main(['--help'])",
+    "from textsearch.tune import main; main(['--list'])",
+    "from textsearch.tune import main; main(['--space', 'smoke', '--num_samples', '0'])",
+    "from textsearch.train import main; main(['--help'])",
+    "from textsearch.train import main; main(['--max_epochs', '0'])",
+    "import textsearch.report",
+])
+def test_help_list_and_bad_input_import_no_framework(code):
+    """--help, --list and bad input answer at once: torch, Lightning, Ray and Optuna stay unloaded."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    probe = (f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\n"
+             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
+                         timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr

@@ -26,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-
+from textsearch.config import TrainConfig
 from textsearch.errors import UserError
 from textsearch.paths import builtin_spaces_dir
-from textsearch.training import TrainConfig
+
+if TYPE_CHECKING:  # Optuna is imported where a space is sampled, not to list or resolve one
+    import optuna
 
 SPACES_DIR_ENV = "TEXTSEARCH_SPACES_DIR"
 
@@ -181,6 +182,8 @@ def sample(space: SearchSpace, seed: int, pinned: dict[str, str] | None = None
     (:class:`PinOutOfRange` if outside).  Returns the parameters (searched, pinned and
     returned constants) and the distributions of the searched and pinned ones.
     """
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
     trial = _PinnedTrial(study.ask(), pinned or {})
@@ -300,7 +303,7 @@ def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
     # prefer the first sample that uses every pinned parameter the space searches
     wanted = {k for k in pins if k in searched}
     params = next((p for p, d in samples if wanted <= set(d)), samples[0][0])
-    from textsearch.training import check_option, coerce
+    from textsearch.config import check_option, coerce
 
     fixed: dict[str, Any] = {}
     for key, text in pins.items():

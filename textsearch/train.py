@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from textsearch import cli
+from textsearch.config import TrainConfig
 from textsearch.errors import UserError, cli_entry
 from textsearch.options import options_of
-from textsearch.training import TrainConfig, train
 
 
 def flag_type(f: dataclasses.Field, typ: type):
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create runs directory {runs_dir}: {err.strerror}") from None
+    from textsearch.training import train  # torch and Lightning: only for a run
+
     result = train(cfg, run_dir, enable_progress_bar=progress)
     m = result.metrics
     print(f"run directory: {run_dir}")

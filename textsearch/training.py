@@ -1,36 +1,32 @@
 """The one place that turns a config into a trained model.
 
 ``python -m textsearch.train``, every search trial and the single-trial debug run all call
-:func:`train`.  A :class:`TrainConfig` is flat (model, data and optimisation options side by
-side) so that a search space can set any of them by name.
+:func:`train` with a :class:`textsearch.config.TrainConfig`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import typing
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from textsearch.data import DATA_CLASSES, BaseDataModule, DataBundle, DataConfig
+from textsearch.config import PRECISIONS, TrainConfig, check_option, coerce
+from textsearch.data import DATA_CLASSES, BaseDataModule, DataBundle
 from textsearch.errors import UserError
 from textsearch.lit_model import LitModel
-from textsearch.models import MODEL_CLASSES, CNNConfig, MLPConfig
 from textsearch.models.cnn import CNN
 from textsearch.models.mlp import MLP
-from textsearch.options import option, subset
+
+__all__ = ["PRECISIONS", "TrainConfig", "TrainResult", "check_option", "coerce", "train",
+           "evaluate_checkpoint", "make_model", "make_datamodule", "make_lit_model"]
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -38,182 +34,6 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*The given NumPy array is not writable.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*You are using `torch.load` with.*")
-
-
-@dataclass
-class RunOptions:
-    """What to train, and how long."""
-
-    model_class: str = option("CNN", f"model to train: {', '.join(MODEL_CLASSES)}",
-                              choices=MODEL_CLASSES)
-    data_class: str = option("EMNIST", f"dataset: {', '.join(DATA_CLASSES)}", choices=DATA_CLASSES)
-    max_epochs: int = option(5, "number of training epochs", minimum=0, above=True)
-    seed: int = option(0, "random seed (weights, training order)", minimum=0)
-
-
-@dataclass
-class OptimOptions:
-    """Adam and its schedule.  Units: lr per step."""
-
-    lr: float = option(1e-3, "learning rate (Adam)", minimum=0, above=True)
-    one_cycle_max_lr: float = option(0.0, "peak learning rate of a one-cycle schedule "
-                                     "(0: constant lr)", minimum=0)
-    weight_decay: float = option(0.0, "Adam weight decay", minimum=0)
-
-
-@dataclass
-class HardwareOptions:
-    """Where a run trains."""
-
-    gpus: float = option(0.0, "GPUs to train on (0: CPU; a search trial may hold a share of one)",
-                         minimum=0)
-    precision: str = option("32", "Lightning precision (16-mixed needs a GPU)", choices=PRECISIONS)
-    num_workers: int = option(0, "DataLoader worker processes (0: load in the main process)",
-                              minimum=0)
-
-
-@dataclass
-class DataOptions:
-    """The data a run sees."""
-
-    batch_size: int = option(128, "examples per batch", minimum=0, above=True)
-    val_fraction: float = option(0.2, "share of the training file held out for validation",
-                                 fraction=True)
-    data_fraction: float = option(1.0, "share of the training split to use", fraction=True)
-    balance: bool = option(False, "EMNIST: cap every class at the mean class count, in train, "
-                           "val and test alike (default: NIST's natural class mix)")
-
-
-@dataclass
-class DebugOptions:
-    """Lightning's debugging switches."""
-
-    overfit_batches: float = option(0.0, "overfit this many batches (>= 1) or this fraction "
-                                    "(< 1) of the data, validating on them", minimum=0)
-    fast_dev_run: int = option(0, "run this many batches of train/val as a smoke check "
-                               "(no value: 1)", minimum=0, flag_const=1)
-    limit_train_batches: float = option(1.0, "train on this many batches (> 1) or this fraction "
-                                        "(<= 1) per epoch", minimum=0, above=True)
-    limit_val_batches: float = option(1.0, "validate on this many batches (> 1) or this "
-                                      "fraction (<= 1)", minimum=0)
-
-
-@dataclass
-class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptions, OptimOptions,
-                  RunOptions):
-    """Everything one training run needs, flat, so a search space can set any of it by name.
-
-    Each concern declares its options once (:func:`textsearch.options.option`): the
-    dataclasses above and the models' :class:`CNNConfig` and :class:`MLPConfig`.
-    """
-
-    extra: dict[str, Any] = field(default_factory=dict)  # ignored keys (e.g. search metadata)
-
-    @classmethod
-    def field_types(cls) -> dict[str, type]:
-        hints = typing.get_type_hints(cls)
-        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "extra"}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], strict: bool = True) -> TrainConfig:
-        """Build a config, checking names and types; unknown names are errors if ``strict``."""
-        types = cls.field_types()
-        kwargs: dict[str, Any] = {}
-        extra = {}
-        for name, value in values.items():
-            if name not in types:
-                if strict:
-                    raise UserError(f"unknown config key {name!r}; known: {', '.join(types)}")
-                extra[name] = value
-                continue
-            kwargs[name] = check_option(name, coerce(name, value, types[name]))
-        return cls(**kwargs, extra=extra)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.pop("extra")
-        return d
-
-    def validate(self) -> None:
-        if self.model_class not in MODEL_CLASSES:
-            raise UserError(f"unknown model class {self.model_class!r}; known: "
-                            f"{', '.join(MODEL_CLASSES)}")
-        if self.data_class not in DATA_CLASSES:
-            raise UserError(f"unknown data class {self.data_class!r}; known: "
-                            f"{', '.join(DATA_CLASSES)}")
-        if self.data_class == "EMNISTLines":
-            raise UserError("EMNISTLines yields whole lines (token sequences); the MLP and CNN "
-                            "classify single characters: use --data_class EMNIST or MNIST")
-        for name in ("max_epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
-        if self.gpus < 0:
-            raise UserError(f"gpus must be >= 0, got {self.gpus}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.precision == "16-mixed" and self.gpus == 0:
-            raise UserError("precision 16-mixed needs a GPU; on the CPU use bf16-mixed or 32")
-        if self.overfit_batches < 0 or self.fast_dev_run < 0:
-            raise UserError("overfit_batches and fast_dev_run must be >= 0")
-        if self.limit_train_batches <= 0 or self.limit_val_batches < 0:
-            raise UserError("limit_train_batches must be > 0 and limit_val_batches >= 0")
-        self.data_config().validate()
-        self.cnn_config().validate()
-
-    def data_config(self) -> DataConfig:
-        return DataConfig(batch_size=self.batch_size, num_workers=self.num_workers,
-                          val_fraction=self.val_fraction, data_fraction=self.data_fraction,
-                          seed=self.seed, pin_memory=self.gpus > 0,
-                          overfit=bool(self.overfit_batches))
-
-    def cnn_config(self) -> CNNConfig:
-        return subset(CNNConfig, self)
-
-
-def check_option(name: str, value: Any) -> Any:
-    """``value`` if it is within what the option declares (choices, minimum, fraction)."""
-    m = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}[name]
-    if m.get("choices") is not None and value not in m["choices"]:
-        raise UserError(f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}")
-    if m.get("fraction") and not 0 < value <= 1:
-        raise UserError(f"{name} must be a fraction in (0, 1], got {value}")
-    low = m.get("minimum")
-    if low is not None and not isinstance(value, bool) and (value <= low if m["above"] else value < low):
-        raise UserError(f"{name} must be {'>' if m['above'] else '>='} {low:g}, got {value}")
-    return value
-
-
-def coerce(name: str, value: Any, typ: type) -> Any:
-    """Check ``value`` against a config field's type (ints accepted for floats)."""
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-    elif typ is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif typ is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif typ is str:
-        if isinstance(value, str) and value:
-            return value
-    raise UserError(f"{name} must be of type {typ.__name__}, got {value!r}")
 
 
 @dataclass

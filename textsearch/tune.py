@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from textsearch import cli, spaces
+from textsearch.config import PRECISIONS
 from textsearch.errors import UserError, cli_entry
 from textsearch.layout import SETTINGS_FILE, SUMMARY_FILE
 from textsearch.search import SCHEDULERS, SEARCHERS
-from textsearch.training import PRECISIONS
 
 EXIT_INTERRUPTED = 130
 

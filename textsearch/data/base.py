@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
-from textsearch.errors import UserError
+from textsearch.config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,37 +122,6 @@ def uint8_to_float(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8:
         x = x.float().div_(255.0)
     return x.unsqueeze(1) if x.dim() == 3 else x
-
-
-@dataclass
-class DataConfig:
-    """Options shared by every DataModule.
-
-    batch_size: examples per batch. num_workers: DataLoader worker processes (0 = main
-    process). val_fraction: share of the training file held out for validation, split with
-    ``split_seed``. data_fraction: share of the training split actually used (quick searches).
-    seed: the training shuffle's seed (the run's seed; each epoch draws its own order).
-    overfit: validate on the training batches (Lightning's overfit mode), unshuffled.
-    """
-
-    batch_size: int = 128
-    num_workers: int = 0
-    val_fraction: float = 0.2
-    data_fraction: float = 1.0
-    split_seed: int = 42
-    seed: int = 0
-    pin_memory: bool = False
-    overfit: bool = False
-
-    def validate(self) -> None:
-        if self.batch_size <= 0:
-            raise UserError(f"batch_size must be a positive integer, got {self.batch_size}")
-        if self.num_workers < 0:
-            raise UserError(f"num_workers must be >= 0, got {self.num_workers}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UserError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0.0 < self.data_fraction <= 1.0:
-            raise UserError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
 
 
 MIN_VAL = 1000  # validation examples kept when data_fraction shrinks the splits

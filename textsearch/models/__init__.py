@@ -1,8 +1,10 @@
 """Models: every class maps ``(B, C, H, W)`` images to ``(B, num_classes)`` logits."""
 
+from textsearch.config import MODEL_NAMES
 from textsearch.models.cnn import CNN, CNNConfig, ConvBlock, ResidualBlock
 from textsearch.models.mlp import MLP, MLPConfig
 
 MODEL_CLASSES = {"MLP": MLP, "CNN": CNN}
+assert tuple(MODEL_CLASSES) == MODEL_NAMES
 
 __all__ = ["CNN", "CNNConfig", "ConvBlock", "MLP", "MLPConfig", "MODEL_CLASSES", "ResidualBlock"]

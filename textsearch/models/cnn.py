@@ -10,16 +10,12 @@ computed from the input; configurations that would shrink it to nothing are refu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from textsearch.config import CNNConfig
 from textsearch.errors import UserError
-from textsearch.options import option
-
-BLOCKS = ("plain", "residual")
-DOWNSAMPLES = ("maxpool", "stride")
 
 
 def _norm(channels: int, batchnorm: bool) -> nn.Module:
@@ -64,37 +60,6 @@ class ResidualBlock(nn.Module):
         out = self.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         return self.relu(out + self.shortcut(x))
-
-
-@dataclass
-class CNNConfig:
-    """The CNN's options (``dropout`` is the MLP's too)."""
-
-    num_blocks: int = option(2, "CNN: number of blocks (1..6)", minimum=0, above=True)
-    block: str = option("plain", f"CNN: block type ({', '.join(BLOCKS)})", choices=BLOCKS)
-    batchnorm: bool = option(False, "CNN: BatchNorm after convolutions")
-    downsample: str = option("maxpool", f"CNN: how to halve the feature map "
-                             f"({', '.join(DOWNSAMPLES)})", choices=DOWNSAMPLES)
-    downsample_every: int = option(2, "CNN: halve the feature map after every n-th block",
-                                   minimum=0, above=True)
-    conv_dim: int = option(64, "CNN: channels per block", minimum=0, above=True)
-    fc_dim: int = option(128, "CNN: hidden fully-connected width", minimum=0, above=True)
-    dropout: float = option(0.5, "dropout probability in [0, 1) (CNN and MLP)", minimum=0)
-
-    def validate(self) -> None:
-        if not 1 <= self.num_blocks <= 6:
-            raise UserError(f"num_blocks must be between 1 and 6, got {self.num_blocks}")
-        if self.block not in BLOCKS:
-            raise UserError(f"block must be one of {', '.join(BLOCKS)}, got {self.block!r}")
-        if self.downsample not in DOWNSAMPLES:
-            raise UserError(
-                f"downsample must be one of {', '.join(DOWNSAMPLES)}, got {self.downsample!r}")
-        if self.downsample_every < 1:
-            raise UserError(f"downsample_every must be >= 1, got {self.downsample_every}")
-        if self.conv_dim <= 0 or self.fc_dim <= 0:
-            raise UserError(f"conv_dim and fc_dim must be positive, got {self.conv_dim}, {self.fc_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 def _halve(size: int) -> int:

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from textsearch.errors import UserError
-from textsearch.options import option
-
-
-@dataclass
-class MLPConfig:
-    """The MLP's own options (its dropout is :class:`textsearch.models.cnn.CNNConfig`'s)."""
-
-    fc1: int = option(1024, "MLP: first hidden layer width", minimum=0, above=True)
-    fc2: int = option(128, "MLP: second hidden layer width", minimum=0, above=True)
 
 
 class MLP(nn.Module):
