@@ -190,7 +190,29 @@ def test_damaged_checkpoint_is_reported_and_not_used(tmp_path, capsys):
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
     assert usable_checkpoint(bad) is None
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is damaged" in err[0] and "from scratch" in err[0]
+    assert len(err) == 1 and "is damaged" in err[0] and "not resuming from it" in err[0]
+
+
+def test_resume_point_is_the_newer_usable_checkpoint(tmp_path, capsys):
+    """Ray's restored checkpoint or the trial's latest.ckpt, whichever reached further."""
+    import torch
+
+    from textsearch.trial import resume_point
+
+    def ckpt(name: str, epoch: int) -> Path:
+        torch.save({"state_dict": {}, "epoch": epoch}, tmp_path / name)
+        return tmp_path / name
+
+    ray_ckpt, latest = ckpt("ray.ckpt", 2), ckpt("latest.ckpt", 3)
+    # interrupted after reporting epoch 3 but before Ray registered its checkpoint
+    assert resume_point(ray_ckpt, latest) == str(latest)
+    assert resume_point(ckpt("ray2.ckpt", 4), latest) == str(tmp_path / "ray2.ckpt")
+    assert resume_point(None, latest) == str(latest)
+    assert resume_point(None, tmp_path / "missing.ckpt") is None
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    assert resume_point(ray_ckpt, damaged) == str(ray_ckpt)
+    assert resume_point(damaged, tmp_path / "missing.ckpt") is None  # from scratch
 
 
 def test_full_disk_stops_the_search_and_resume_finishes_it(tmp_path):

@@ -3,7 +3,8 @@
 - ``search.json``: the settings the search was started with (``--resume`` reads them);
 - ``study.journal``: the Optuna study, each trial's true state (:mod:`textsearch.searcher`);
 - one ``trial_<id>/`` per trial: ``params.json``, ``progress.csv`` (one row per epoch),
-  TensorBoard events, ``checkpoint_*/model.ckpt`` (best and latest);
+  TensorBoard events, ``checkpoint_*/model.ckpt`` (best and latest, kept by Ray) and
+  ``latest.ckpt`` (the last epoch the trial reported, which a resume starts from);
 - ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C);
 - ``report.html`` and ``plot_<name>.png``: :mod:`textsearch.report`;
 - ``.search.lock``: held by the running search; ``.stopped_disk_full``: the search stopped on
@@ -26,6 +27,7 @@ DISK_FULL_MARKER = ".stopped_disk_full"
 TRIAL_PREFIX = "trial_"
 PROGRESS_FILE = "progress.csv"  # Ray Tune's CSV logger, one row per reported epoch
 CHECKPOINT_FILE = "model.ckpt"  # inside each of a trial's checkpoint_* folders
+LATEST_CHECKPOINT = "latest.ckpt"  # in a trial's folder: its last reported epoch (a hard link)
 
 
 def trial_dir_name(trial_id: str) -> str:

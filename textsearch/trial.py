@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import Callback
 
 from textsearch.data import DataBundle
 from textsearch.errors import TrialGPUError
-from textsearch.layout import CHECKPOINT_FILE
+from textsearch.layout import CHECKPOINT_FILE, LATEST_CHECKPOINT
 from textsearch.training import TrainConfig, TrainResult, device_name, train
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,23 @@ class TuneReportCallback(Callback):
     sent at the start of the next epoch, or at the end of training, when Lightning has
     logged the epoch: ASHA may stop the trial right after a report, and nothing of the
     epoch must be lost then.
+
+    Once reported, the checkpoint is also linked as ``latest.ckpt`` in the trial's folder.
+    Ray registers a reported checkpoint a moment after it logs the result; a search
+    interrupted in between would resume the trial from the epoch before, and train an
+    epoch twice.  :func:`resume_point` takes whichever of the two is newer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, trial_dir: Path) -> None:
+        self.trial_dir = Path(trial_dir)
         self._pending: tuple[dict[str, float], Path] | None = None
+        for stale in self.trial_dir.glob(".ckpt-*"):  # left by a worker that was killed
+            shutil.rmtree(stale, ignore_errors=True)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="textsearch-ckpt-"))
+        # in the trial's folder, so that latest.ckpt can be a hard link (no second write)
+        self.trial_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.trial_dir))
         trainer.save_checkpoint(folder / CHECKPOINT_FILE)
         self._pending = (epoch_metrics(trainer, pl_module), folder)
 
@@ -86,8 +96,20 @@ class TuneReportCallback(Callback):
             trainer.logger.experiment.flush()
         try:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+            keep_latest(folder / CHECKPOINT_FILE, self.trial_dir / LATEST_CHECKPOINT)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def keep_latest(checkpoint: Path, latest: Path) -> None:
+    """Make ``latest`` the reported ``checkpoint``, atomically (a hard link where possible)."""
+    tmp = latest.with_name(latest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(checkpoint, tmp)
+    except OSError:
+        shutil.copyfile(checkpoint, tmp)
+    os.replace(tmp, latest)
 
 
 class PrintReportCallback(Callback):
@@ -104,17 +126,33 @@ class PrintReportCallback(Callback):
         print(f"[trial report] {shown}", file=sys.stderr, flush=True)
 
 
-def usable_checkpoint(path: Path) -> str | None:
-    """``path`` if it holds a loadable Lightning checkpoint; else warn and return None."""
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a Lightning checkpoint was saved at; None (with a warning) if damaged."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         if "state_dict" not in state or "epoch" not in state:
             raise ValueError("not a Lightning checkpoint")
     except Exception as err:
         print(f"textsearch: checkpoint {path} is damaged ({type(err).__name__}: {err}); "
-              "restarting this trial from scratch", file=sys.stderr, flush=True)
+              "not resuming from it", file=sys.stderr, flush=True)
         return None
-    return str(path)
+    return int(state["epoch"])
+
+
+def usable_checkpoint(path: Path) -> str | None:
+    """``path`` if it holds a loadable Lightning checkpoint; else warn and return None."""
+    return str(path) if checkpoint_epoch(path) is not None else None
+
+
+def resume_point(ray_checkpoint: Path | None, latest: Path) -> str | None:
+    """The newer usable one of Ray's restored checkpoint and the trial's ``latest.ckpt``.
+
+    None: the trial starts from scratch (no checkpoint, or only damaged ones).
+    """
+    candidates = [p for p in (ray_checkpoint, latest) if p is not None and p.exists()]
+    epochs = {p: checkpoint_epoch(p) for p in candidates}
+    usable = [p for p in candidates if epochs[p] is not None]
+    return str(max(usable, key=lambda p: epochs[p])) if usable else None
 
 
 def lightning_devices(assigned: list, cuda_visible: str | None, cuda_count: int
@@ -147,7 +185,7 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
     cfg = TrainConfig.from_dict({**fixed, **params})
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    reporter = TuneReportCallback() if in_tune else PrintReportCallback()
+    reporter = TuneReportCallback(run_dir) if in_tune else PrintReportCallback()
     # In Tune, checkpoints are Tune's (one per epoch, best and latest kept).
     return train(cfg, run_dir, bundle=bundle, callbacks=[reporter, *(callbacks or [])],
                  ckpt_path=ckpt_path, test=not in_tune, enable_progress_bar=progress,
@@ -175,6 +213,7 @@ def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
     checkpoint = tune.get_checkpoint()
     # A local checkpoint is read where it is; a remote one is fetched and removed afterwards.
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as local:
-        ckpt_path = usable_checkpoint(Path(local) / CHECKPOINT_FILE) if local else None
+        ckpt_path = resume_point(Path(local) / CHECKPOINT_FILE if local else None,
+                                 trial_dir / LATEST_CHECKPOINT)
         run_trial(config, fixed, bundle, trial_dir, in_tune=True,
                   cpu_threads=cpu_threads, ckpt_path=ckpt_path)
