@@ -7,6 +7,7 @@ import math
 import platform
 import statistics
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +140,28 @@ def machine() -> str:
             f"GPU {torch.cuda.get_device_name(0)}")
 
 
+class Sampler:
+    """Calls :meth:`sample` every ``interval_s`` seconds, in a thread, while a ``with`` block runs."""
+
+    interval_s = 0.5
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.sample() is False:  # nothing to sample here
+                return
+            self._stop.wait(self.interval_s)
+
+    def sample(self) -> bool | None:
+        raise NotImplementedError

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 from pathlib import Path
 
 import psutil
@@ -12,6 +11,7 @@ import psutil
 from benchmarks.common import (
     BENCH_SPACES,
     Mode,
+    Sampler,
     aggregate_rate,
     fmt,
     progress,
@@ -21,39 +21,30 @@ from benchmarks.common import (
 from textsearch.data import EMNIST
 
 
-class MemorySampler:
+class MemorySampler(Sampler):
     """Peak summed PSS of this process and every Ray process, sampled every 0.2 s."""
 
+    interval_s = 0.2
+
     def __init__(self) -> None:
+        super().__init__()
         self.peak_pss = 0
         self.peak_worker_uss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
+    def sample(self) -> None:
         me = os.getpid()
-        while not self._stop.is_set():
-            total = 0
-            for p in psutil.process_iter(["pid", "cmdline"]):
-                cmd = " ".join(p.info["cmdline"] or [])
-                if p.info["pid"] == me or "ray" in cmd:
-                    try:
-                        info = p.memory_full_info()
-                    except (psutil.Error, OSError):
-                        continue
-                    total += info.pss
-                    if "ray::tune_trial" in cmd or "ray::ImplicitFunc" in cmd:
-                        self.peak_worker_uss = max(self.peak_worker_uss, info.uss)
-            self.peak_pss = max(self.peak_pss, total)
-            self._stop.wait(0.2)
+        total = 0
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if p.info["pid"] == me or "ray" in cmd:
+                try:
+                    info = p.memory_full_info()
+                except (psutil.Error, OSError):
+                    continue
+                total += info.pss
+                if "ray::tune_trial" in cmd or "ray::ImplicitFunc" in cmd:
+                    self.peak_worker_uss = max(self.peak_worker_uss, info.uss)
+        self.peak_pss = max(self.peak_pss, total)
 
 
 def training_rate(search_dir: Path, concurrent: bool) -> float:

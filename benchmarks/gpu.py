@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import threading
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ import torch
 from benchmarks.common import (
     BENCH_SPACES,
     Mode,
+    Sampler,
     aggregate_rate,
     progress,
     search,
@@ -21,39 +21,30 @@ GPU_COUNTS = (1, 2, 4, 8)
 GPU_PRECISIONS = ("32", "bf16-mixed")
 
 
-class GPUSampler:
+class GPUSampler(Sampler):
     """GPU utilisation (%) and memory used (MiB) from ``nvidia-smi``, every 0.5 s."""
 
+    COMMAND = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+               "--format=csv,noheader,nounits", "--id=0"]
+
     def __init__(self) -> None:
+        super().__init__()
         self.util: list[float] = []
         self.mem: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        cmd = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-               "--id=0"]
-        while not self._stop.is_set():
-            try:
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout
-                util, mem = (float(v) for v in out.strip().split(","))
-                self.util.append(util)
-                self.mem.append(mem)
-            except (OSError, ValueError, subprocess.SubprocessError):
-                return  # no nvidia-smi (a CPU machine): nothing to sample
-            self._stop.wait(0.5)
+    def sample(self) -> bool:
+        try:
+            out = subprocess.run(self.COMMAND, capture_output=True, text=True, timeout=5).stdout
+            util, mem = (float(v) for v in out.strip().split(","))
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return False  # no nvidia-smi (a CPU machine): nothing to sample
+        self.util.append(util)
+        self.mem.append(mem)
+        return True
 
 
 def run(mode: Mode, results: Path, counts: tuple[int, ...] = GPU_COUNTS,
-              use_gpu: bool = True) -> dict:
+        use_gpu: bool = True) -> dict:
     """1, 2, 4, 8 concurrent default-CNN trials sharing one GPU (1/n of it each), in two precisions.
 
     ``use_gpu=False`` runs the same measurement on the CPU (to check the runner itself).

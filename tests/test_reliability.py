@@ -184,11 +184,11 @@ def test_killed_trial_is_retried_from_its_checkpoint_then_errored(tmp_path):
 
 
 def test_damaged_checkpoint_is_reported_and_not_used(tmp_path, capsys):
-    from textsearch.trial import usable_checkpoint
+    from textsearch.trial import checkpoint_epoch
 
     bad = tmp_path / "model.ckpt"
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
-    assert usable_checkpoint(bad) is None
+    assert checkpoint_epoch(bad) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is damaged" in err[0] and "not resuming from it" in err[0]
 

@@ -277,7 +277,7 @@ def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
 
 def disk_is_full(search_dir: Path, err: BaseException | None = None) -> bool:
     """Whether the search directory's disk is (nearly) full, or ``err`` says it was."""
-    from textsearch.stopper import ENOSPC_TEXT, MIN_FREE_BYTES, free_bytes
+    from textsearch.stopper import ENOSPC_TEXT, out_of_space
 
     chain, e = [], err
     while e is not None and len(chain) < 10:
@@ -285,7 +285,7 @@ def disk_is_full(search_dir: Path, err: BaseException | None = None) -> bool:
         e = e.__cause__ or e.__context__
     if any(getattr(e, "errno", None) == errno.ENOSPC or ENOSPC_TEXT in str(e) for e in chain):
         return True
-    return free_bytes(search_dir) < MIN_FREE_BYTES
+    return out_of_space(search_dir)
 
 
 def disk_full_error(settings: SearchSettings, marker: Path) -> UserError:
@@ -387,7 +387,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
         raise disk_full_error(settings, marker)
     marker.unlink(missing_ok=True)
     errors = {}
-    if guard is not None and guard.gpu_message:
+    if guard is not None and guard.gpu_trial_id is not None:
         # The trial was stopped between its retries, so Ray did not record it as errored.
         from textsearch.searcher import fail_trial
 

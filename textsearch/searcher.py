@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from textsearch.layout import STUDY_FILE
+from textsearch.stopper import out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,6 @@ def load_study(search_dir: Path) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(
         Path(search_dir) / STUDY_FILE))
-
-
-def out_of_space(search_dir: str) -> bool:
-    from textsearch.stopper import MIN_FREE_BYTES, free_bytes
-
-    return free_bytes(Path(search_dir)) < MIN_FREE_BYTES
 
 
 def fail_trial(search_dir: Path, ray_trial_id: str) -> None:
@@ -140,7 +135,7 @@ class StudySearcher(OptunaSearch):
                           error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        if error and self.search_dir and out_of_space(self.search_dir):
+        if error and self.search_dir and out_of_space(Path(self.search_dir)):
             # Failed for lack of disk space, not because of its config: it stays RUNNING, and
             # --resume retries it once there is room.
             return

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from textsearch.config import TrainConfig
+from textsearch.config import TrainConfig, check_option, coerce
 from textsearch.errors import UserError
 from textsearch.paths import builtin_spaces_dir
 
@@ -303,8 +303,6 @@ def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
     # prefer the first sample that uses every pinned parameter the space searches
     wanted = {k for k in pins if k in searched}
     params = next((p for p, d in samples if wanted <= set(d)), samples[0][0])
-    from textsearch.config import check_option, coerce
-
     fixed: dict[str, Any] = {}
     for key, text in pins.items():
         if key in params:

@@ -32,6 +32,11 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+def out_of_space(path: Path) -> bool:
+    """Whether the filesystem holding ``path`` has less than :data:`MIN_FREE_BYTES` left."""
+    return free_bytes(path) < MIN_FREE_BYTES
+
+
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
@@ -46,9 +51,8 @@ class SearchGuard(Stopper, Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.gpu_message: str | None = None  # "trial <id>: <error>"
-        self.gpu_trial_id: str | None = None
-        self.gpu_error: str | None = None
+        self.gpu_trial_id: str | None = None  # the last trial that failed on its GPU,
+        self.gpu_error: str | None = None  # and its TrialGPUError line
         self.disk_full = False
         self.largest_checkpoint = 0
         SearchGuard.active = self
@@ -62,7 +66,7 @@ class SearchGuard(Stopper, Callback):
         return False
 
     def stop_all(self) -> bool:
-        return self.gpu_message is not None
+        return self.gpu_trial_id is not None
 
     def _disk_is_full(self) -> None:
         if not self.disk_full:
@@ -94,10 +98,8 @@ class SearchGuard(Stopper, Callback):
             text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
         except OSError:
             text = ""
-        if ENOSPC_TEXT in text or free_bytes(Path(self.search_dir)) < MIN_FREE_BYTES:
+        if ENOSPC_TEXT in text or out_of_space(Path(self.search_dir)):
             self._disk_is_full()
-        if "TrialGPUError" not in text:
-            return
         lines = [ln.strip() for ln in text.splitlines() if "TrialGPUError" in ln]
-        self.gpu_trial_id, self.gpu_error = trial.trial_id, lines[-1]
-        self.gpu_message = f"trial {trial.trial_id}: {lines[-1].split('TrialGPUError: ', 1)[-1]}"
+        if lines:
+            self.gpu_trial_id, self.gpu_error = trial.trial_id, lines[-1]

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from textsearch.layout import CHECKPOINT_FILE, SUMMARY_FILE, TRIALS_FILE, trial_id_of
+from textsearch.layout import (
+    CHECKPOINT_FILE,
+    STUDY_FILE,
+    SUMMARY_FILE,
+    TRIALS_FILE,
+    trial_id_of,
+)
 
 if TYPE_CHECKING:
     from textsearch.search import SearchSettings
@@ -46,8 +52,6 @@ def _finite(x: Any) -> float | None:
 
 def study_trials(search_dir: Path) -> dict[str, Any]:
     """The study's trials by Ray trial id (empty if the search has no study)."""
-    from textsearch.layout import STUDY_FILE
-
     if not (search_dir / STUDY_FILE).exists():
         return {}
     from textsearch.searcher import load_study

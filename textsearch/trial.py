@@ -22,6 +22,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from textsearch.data import DataBundle
+from textsearch.data.util import atomic_path
 from textsearch.errors import TrialGPUError
 from textsearch.layout import CHECKPOINT_FILE, LATEST_CHECKPOINT
 from textsearch.training import TrainConfig, TrainResult, device_name, train
@@ -103,13 +104,12 @@ class TuneReportCallback(Callback):
 
 def keep_latest(checkpoint: Path, latest: Path) -> None:
     """Make ``latest`` the reported ``checkpoint``, atomically (a hard link where possible)."""
-    tmp = latest.with_name(latest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(checkpoint, tmp)
-    except OSError:
-        shutil.copyfile(checkpoint, tmp)
-    os.replace(tmp, latest)
+    with atomic_path(latest) as tmp:
+        tmp.unlink()  # atomic_path made an empty file there; the link takes its name
+        try:
+            os.link(checkpoint, tmp)
+        except OSError:
+            shutil.copyfile(checkpoint, tmp)
 
 
 class PrintReportCallback(Callback):
@@ -137,11 +137,6 @@ def checkpoint_epoch(path: Path) -> int | None:
               "not resuming from it", file=sys.stderr, flush=True)
         return None
     return int(state["epoch"])
-
-
-def usable_checkpoint(path: Path) -> str | None:
-    """``path`` if it holds a loadable Lightning checkpoint; else warn and return None."""
-    return str(path) if checkpoint_epoch(path) is not None else None
 
 
 def resume_point(ray_checkpoint: Path | None, latest: Path) -> str | None:
