@@ -94,6 +94,45 @@ def test_driver_killed_then_resumed_counts_every_trial_once(tmp_path):
     assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in study)
 
 
+def test_epoch_checkpointed_but_never_logged_is_reported_on_resume(tmp_path):
+    """The driver dies after a trial linked an epoch's checkpoint but before it logged it."""
+    import csv
+
+    def latest_epoch(trial: str) -> int:
+        f = search / trial / "latest.json"
+        return json.loads(f.read_text())["epoch"] if f.exists() else 0
+
+    proc = start_search(tmp_path, "u")
+    search = tmp_path / "u"
+    wait_for(lambda: any(2 <= n < 4 and latest_epoch(t) == n
+                         for t, n in progress_rows(search).items()), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # its trial worker may finish the epoch it is in: wait until nothing changes
+    state, deadline = None, time.time() + 60
+    while time.time() < deadline:
+        now = (progress_rows(search), {t: latest_epoch(t) for t in progress_rows(search)})
+        if now == state:
+            break
+        state = now
+        time.sleep(3)
+    cut = []
+    for t, n in progress_rows(search).items():
+        if 2 <= n < 4 and latest_epoch(t) == n:  # drop the epoch's row: never logged
+            lines = (search / t / "progress.csv").read_text().splitlines(keepends=True)
+            (search / t / "progress.csv").write_text("".join(lines[:-1]))
+        if 2 <= latest_epoch(t) < 4 and progress_rows(search)[t] == latest_epoch(t) - 1:
+            cut.append(t)
+    assert cut
+    done = resume(tmp_path, "u")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for t in cut:
+        rows = list(csv.DictReader((search / t / "progress.csv").open()))
+        assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]  # each epoch logged once
+    summary = json.loads((search / "summary.json").read_text())
+    assert summary["status_counts"] == {"completed": 3}
+
+
 def test_ctrl_c_writes_summary_and_says_how_to_resume(tmp_path):
     proc = start_search(tmp_path, "c")
     search = tmp_path / "c"

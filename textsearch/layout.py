@@ -4,7 +4,8 @@
 - ``study.journal``: the Optuna study, each trial's true state (:mod:`textsearch.searcher`);
 - one ``trial_<id>/`` per trial: ``params.json``, ``progress.csv`` (one row per epoch),
   TensorBoard events, ``checkpoint_*/model.ckpt`` (best and latest, kept by Ray) and
-  ``latest.ckpt`` (the last epoch the trial reported, which a resume starts from);
+  ``latest.ckpt`` and ``latest.json`` (the last epoch the trial reported, and its metrics,
+  which a resume starts from);
 - ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C);
 - ``report.html`` and ``plot_<name>.png``: :mod:`textsearch.report`;
 - ``.search.lock``: held by the running search; ``.stopped_disk_full``: the search stopped on
@@ -28,6 +29,16 @@ TRIAL_PREFIX = "trial_"
 PROGRESS_FILE = "progress.csv"  # Ray Tune's CSV logger, one row per reported epoch
 CHECKPOINT_FILE = "model.ckpt"  # inside each of a trial's checkpoint_* folders
 LATEST_CHECKPOINT = "latest.ckpt"  # in a trial's folder: its last reported epoch (a hard link)
+LATEST_METRICS = "latest.json"  # beside it: that epoch's metrics
+
+
+def logged_epochs(search_dir: Path) -> dict[str, int]:
+    """How many epochs the search logged for each trial (rows of its ``progress.csv``)."""
+    out = {}
+    for progress in Path(search_dir).glob(f"{TRIAL_PREFIX}*/{PROGRESS_FILE}"):
+        with progress.open() as f:
+            out[trial_id_of(progress.parent)] = max(0, sum(1 for line in f if line.strip()) - 1)
+    return out
 
 
 def trial_dir_name(trial_id: str) -> str:

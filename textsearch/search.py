@@ -28,6 +28,7 @@ from textsearch.layout import (
     LOCK_FILE,
     SETTINGS_FILE,
     STUDY_FILE,
+    logged_epochs,
     trial_dir_name,
 )
 
@@ -265,13 +266,15 @@ def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
     return {**settings.fixed, "gpus": settings.gpus_per_trial}
 
 
-def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
+def make_trainable(settings: SearchSettings, bundle, total_cpus: float,
+                   logged: dict[str, int] | None = None):
+    """Ray's trainable; ``logged``: on a resume, the epochs already logged per trial."""
     from ray import tune
 
     from textsearch.trial import tune_trial
 
     trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=trial_fixed_config(settings),
-                                     cpu_threads=settings.cpus_per_trial)
+                                     cpu_threads=settings.cpus_per_trial, logged_epochs=logged)
     return tune.with_resources(trainable, trial_resources(settings, total_cpus))
 
 
@@ -347,7 +350,8 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
 
     TrainConfig.from_dict(trial_fixed_config(settings)).validate()  # e.g. 16-mixed on CPUs
     bundle = prepare_data(settings)
-    trainable = make_trainable(settings, bundle, total_cpus)
+    trainable = make_trainable(settings, bundle, total_cpus,
+                               logged_epochs(settings.search_dir) if resume else None)
     path = str(settings.search_dir.resolve())
     from textsearch.stopper import SearchGuard
 

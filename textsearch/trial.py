@@ -9,6 +9,7 @@ the ``--debug`` run) the same code prints each epoch's metrics instead.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ from pytorch_lightning.callbacks import Callback
 from textsearch.data import DataBundle
 from textsearch.data.util import atomic_path
 from textsearch.errors import TrialGPUError
-from textsearch.layout import CHECKPOINT_FILE, LATEST_CHECKPOINT
+from textsearch.layout import CHECKPOINT_FILE, LATEST_CHECKPOINT, LATEST_METRICS
 from textsearch.training import TrainConfig, TrainResult, device_name, train
 
 log = logging.getLogger(__name__)
@@ -59,17 +60,23 @@ class TuneReportCallback(Callback):
     logged the epoch: ASHA may stop the trial right after a report, and nothing of the
     epoch must be lost then.
 
-    Once reported, the checkpoint is also linked as ``latest.ckpt`` in the trial's folder.
-    Ray registers a reported checkpoint a moment after it logs the result; a search
-    interrupted in between would resume the trial from the epoch before, and train an
-    epoch twice.  :func:`resume_point` takes whichever of the two is newer.
+    Just before it is reported, the checkpoint is also linked as ``latest.ckpt`` in the
+    trial's folder, its metrics beside it in ``latest.json``.  Ray registers a reported
+    checkpoint a moment after it logs the result; a search interrupted in between would
+    resume the trial from the epoch before, and train an epoch twice.
+    :func:`resume_point` takes whichever of the two is newer, and ``unreported`` (the
+    metrics of a resumed epoch that the search never logged) is reported first.
     """
 
-    def __init__(self, trial_dir: Path) -> None:
+    def __init__(self, trial_dir: Path, unreported: dict[str, Any] | None = None) -> None:
         self.trial_dir = Path(trial_dir)
         self._pending: tuple[dict[str, float], Path] | None = None
         for stale in self.trial_dir.glob(".ckpt-*"):  # left by a worker that was killed
             shutil.rmtree(stale, ignore_errors=True)
+        if unreported is not None:
+            folder = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.trial_dir))
+            shutil.copyfile(self.trial_dir / LATEST_CHECKPOINT, folder / CHECKPOINT_FILE)
+            self._pending = (dict(unreported), folder)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
         # in the trial's folder, so that latest.ckpt can be a hard link (no second write)
@@ -84,7 +91,11 @@ class TuneReportCallback(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
         self._report(trainer)
 
-    def _report(self, trainer: pl.Trainer) -> None:
+    def flush(self) -> None:
+        """Report what is still pending: a resumed final epoch, which Lightning skips."""
+        self._report(None)
+
+    def _report(self, trainer: pl.Trainer | None) -> None:
         import ray
         from ray import tune
 
@@ -92,24 +103,50 @@ class TuneReportCallback(Callback):
             return
         (metrics, folder), self._pending = self._pending, None
         metrics["node_id"] = ray.get_runtime_context().get_node_id()  # which machine trained it
-        if trainer.logger is not None:
+        if trainer is not None and trainer.logger is not None:
             trainer.logger.save()
             trainer.logger.experiment.flush()
         try:
+            keep_latest(folder / CHECKPOINT_FILE, metrics, self.trial_dir)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
-            keep_latest(folder / CHECKPOINT_FILE, self.trial_dir / LATEST_CHECKPOINT)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def keep_latest(checkpoint: Path, latest: Path) -> None:
-    """Make ``latest`` the reported ``checkpoint``, atomically (a hard link where possible)."""
-    with atomic_path(latest) as tmp:
+def keep_latest(checkpoint: Path, metrics: dict[str, Any], trial_dir: Path) -> None:
+    """Make ``latest.ckpt`` the ``checkpoint`` about to be reported, with its metrics.
+
+    Each file is replaced atomically; the checkpoint is a hard link where possible.
+    """
+    with atomic_path(trial_dir / LATEST_METRICS) as tmp:
+        tmp.write_text(json.dumps(metrics))
+    with atomic_path(trial_dir / LATEST_CHECKPOINT) as tmp:
         tmp.unlink()  # atomic_path made an empty file there; the link takes its name
         try:
             os.link(checkpoint, tmp)
         except OSError:
             shutil.copyfile(checkpoint, tmp)
+
+
+def unreported_epoch(trial_dir: Path, resume_from: str | None, logged_epochs: int | None
+                     ) -> dict[str, Any] | None:
+    """The metrics of the epoch a trial resumes from, if the search never logged them.
+
+    ``logged_epochs``: how many epochs the search had logged for this trial when it was
+    resumed (None: not known, so the epoch is taken as logged).  Only ``latest.ckpt`` can
+    be ahead of the log: it is linked just before its epoch is reported.
+    """
+    latest = trial_dir / LATEST_CHECKPOINT
+    if logged_epochs is None or resume_from is None or Path(resume_from) != latest:
+        return None
+    try:
+        metrics = json.loads((trial_dir / LATEST_METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+    epoch = checkpoint_epoch(latest)
+    if epoch is None or metrics.get("epoch") != epoch + 1 or epoch + 1 <= logged_epochs:
+        return None
+    return metrics
 
 
 class PrintReportCallback(Callback):
@@ -144,7 +181,8 @@ def resume_point(ray_checkpoint: Path | None, latest: Path) -> str | None:
 
     None: the trial starts from scratch (no checkpoint, or only damaged ones).
     """
-    candidates = [p for p in (ray_checkpoint, latest) if p is not None and p.exists()]
+    # on a tie, latest.ckpt: it has its metrics beside it (see unreported_epoch)
+    candidates = [p for p in (latest, ray_checkpoint) if p is not None and p.exists()]
     epochs = {p: checkpoint_epoch(p) for p in candidates}
     usable = [p for p in candidates if epochs[p] is not None]
     return str(max(usable, key=lambda p: epochs[p])) if usable else None
@@ -175,23 +213,34 @@ def lightning_devices(assigned: list, cuda_visible: str | None, cuda_count: int
 def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle | None,
               run_dir: Path, *, in_tune: bool, cpu_threads: int | None = None,
               ckpt_path: str | None = None, progress: bool = False,
-              callbacks: list[Callback] | None = None) -> TrainResult:
-    """Train ``fixed`` + ``params`` (params win), as one trial of a search."""
+              callbacks: list[Callback] | None = None, keep_dir: Path | None = None,
+              unreported: dict[str, Any] | None = None) -> TrainResult:
+    """Train ``fixed`` + ``params`` (params win), as one trial of a search.
+
+    In Tune, ``keep_dir`` (default ``run_dir``) holds ``latest.ckpt``; ``unreported``: see
+    :class:`TuneReportCallback`.
+    """
     cfg = TrainConfig.from_dict({**fixed, **params})
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    reporter = TuneReportCallback(run_dir) if in_tune else PrintReportCallback()
+    reporter = (TuneReportCallback(keep_dir or run_dir, unreported) if in_tune
+                else PrintReportCallback())
     # In Tune, checkpoints are Tune's (one per epoch, best and latest kept).
-    return train(cfg, run_dir, bundle=bundle, callbacks=[reporter, *(callbacks or [])],
-                 ckpt_path=ckpt_path, test=not in_tune, enable_progress_bar=progress,
-                 enable_checkpointing=not in_tune)
+    result = train(cfg, run_dir, bundle=bundle, callbacks=[reporter, *(callbacks or [])],
+                   ckpt_path=ckpt_path, test=not in_tune, enable_progress_bar=progress,
+                   enable_checkpointing=not in_tune)
+    if in_tune:
+        reporter.flush()
+    return result
 
 
 def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
-               fixed: dict[str, Any] | None = None, cpu_threads: int = 1) -> None:
+               fixed: dict[str, Any] | None = None, cpu_threads: int = 1,
+               logged_epochs: dict[str, int] | None = None) -> None:
     """Ray Tune's entry point (wrapped with ``tune.with_parameters``).
 
     ``fixed["gpus"]`` is the trial's GPU share; the GPU itself is the one Ray assigned.
+    ``logged_epochs``: on a resumed search, how many epochs of each trial were logged.
     """
     import ray
     from ray import tune
@@ -204,11 +253,27 @@ def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
                                              torch.cuda.device_count())
     if accelerator == "cpu" and fixed.get("gpus", 0) > 0:
         raise TrialGPUError(f"this trial holds {fixed['gpus']:g} GPU but Ray assigned it none")
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    context = tune.get_context()
+    trial_dir = Path(context.get_trial_dir())
+    keep = stored_trial_dir(context.get_storage(), trial_dir)
     checkpoint = tune.get_checkpoint()
     # A local checkpoint is read where it is; a remote one is fetched and removed afterwards.
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as local:
         ckpt_path = resume_point(Path(local) / CHECKPOINT_FILE if local else None,
-                                 trial_dir / LATEST_CHECKPOINT)
-        run_trial(config, fixed, bundle, trial_dir, in_tune=True,
-                  cpu_threads=cpu_threads, ckpt_path=ckpt_path)
+                                 keep / LATEST_CHECKPOINT)
+        logged = (logged_epochs or {}).get(context.get_trial_id())
+        run_trial(config, fixed, bundle, trial_dir, in_tune=True, cpu_threads=cpu_threads,
+                  ckpt_path=ckpt_path, keep_dir=keep,
+                  unreported=unreported_epoch(keep, ckpt_path, logged))
+
+
+def stored_trial_dir(storage, trial_dir: Path) -> Path:
+    """The trial's folder in the search directory, as seen from the node that runs it.
+
+    ``trial_dir`` is a staging folder on that node, which only the driver's node syncs to
+    the search directory; ``latest.ckpt`` must outlive the Ray session, so it goes straight
+    to the search directory (a path every node reaches, see ``--results_dir``).
+    """
+    if getattr(storage.storage_filesystem, "type_name", "") != "local":
+        return trial_dir
+    return Path(storage.trial_fs_path)
