@@ -15,7 +15,8 @@ from benchmarks.common import (
     search,
 )
 from textsearch.data import EMNIST, DataConfig
-from textsearch.training import TrainConfig, train
+from textsearch.layout import MODEL_FILE, MODEL_INFO
+from textsearch.retrain import retrain
 
 
 def retrain_epochs(mode: Mode, samples_per_s: float, train_size: int) -> int:
@@ -37,11 +38,12 @@ def run(mode: Mode, results: Path) -> dict:
     rate = statistics.median(r["train_samples_per_s"] for r in rows)  # 1 thread, in the search
     train_size = len(EMNIST(DataConfig(data_fraction=mode.retrain_fraction)).split_indices()[0])
     epochs = retrain_epochs(mode, rate, train_size)
-    cfg = TrainConfig.from_dict({**best["config"], "data_fraction": mode.retrain_fraction,
-                                 "max_epochs": epochs})
     torch.set_num_threads(2)
     start = time.time()
-    result = train(cfg, results / "accuracy-retrain", enable_progress_bar=False)
+    # the user's command: python -m textsearch.retrain runs/<search> --max_epochs N ...
+    out = retrain(results / "accuracy-search", max_epochs=epochs,
+                  data_fraction=mode.retrain_fraction, progress=False)
+    model = json.loads((out / MODEL_INFO).read_text())
     return {"search_trials": summary["num_trials"], "search_budget_s": mode.accuracy_budget_s,
             "search_epochs": summary["total_epochs"], "search_max_epochs": mode.accuracy_epochs,
             "search_fraction": mode.accuracy_fraction, "search_status": summary["status_counts"],
@@ -49,8 +51,9 @@ def run(mode: Mode, results: Path) -> dict:
             "best_config": best["params"], "best_samples_per_s": rate,
             "retrain_train_size": train_size, "retrain_epochs": epochs,
             "retrain_fraction": mode.retrain_fraction, "retrain_s": time.time() - start,
-            "retrain_val_acc": result.metrics.get("best_val_acc"),
-            "test_acc": result.test_acc, "paper_byclass_opium": 0.6971}
+            "retrain_val_acc": model["metrics"].get("best_val_acc"),
+            "test_acc": model["metrics"].get("test_acc"), "model": str(out / MODEL_FILE),
+            "paper_byclass_opium": 0.6971}
 
 
 def rows(r: dict) -> list[str]:

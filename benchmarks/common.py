@@ -84,7 +84,7 @@ def fmt(s: dict[str, float], digits: int = 0) -> str:
 
 FLAGS = ("num_samples", "max_epochs", "data_fraction", "seed", "searcher", "scheduler",
          "startup_trials", "max_concurrent", "gpus_per_trial", "time_budget_s", "max_failures",
-         "precision")
+         "precision", "warm_start")
 
 
 def settings_for(space_name: str, name: str, results: Path, **kw) -> tuple[SearchSettings, spaces.SearchSpace]:

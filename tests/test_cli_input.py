@@ -50,7 +50,8 @@ def cases(parser: argparse.ArgumentParser, semantic: dict[str, str]) -> list[tup
 
 TRAIN_SEMANTIC = {"runs_dir": "/proc/1/forbidden/runs", "name": "../escape"}
 TUNE_SEMANTIC = {"space": "no_such_space", "name": "a/b", "results_dir": "/proc/1/forbidden",
-                 "address": "nonsense", "set": "no-equals-sign"}
+                 "address": "nonsense", "set": "no-equals-sign", "objectives": "bogus:max",
+                 "warm_start": "/nonexistent/search"}
 
 TRAIN_CASES = cases(train_cli.build_parser(), TRAIN_SEMANTIC)
 TUNE_CASES = cases(tune_cli.build_parser(), TUNE_SEMANTIC)

@@ -55,7 +55,8 @@ def test_wheel_lists_spaces_and_finds_metadata_outside_the_repo(installed, tmp_p
     meta = run_installed(installed, python, "-c", "from textsearch.data.util import load_metadata; "
                          "print(load_metadata('emnist')['checksum'])", cwd=tmp_path, data_root=data_root)
     assert meta.stdout.strip() == "58c8d27c78d21e728a6bc7b3cc06412e", meta.stderr
-    for script in ("textsearch-train", "textsearch-report"):
+    for script in ("textsearch-train", "textsearch-report", "textsearch-dashboard",
+                   "textsearch-retrain", "textsearch-predict"):
         help_ = run_installed(installed, str(installed / "bin" / script), "--help", cwd=tmp_path,
                               data_root=data_root)
         assert help_.returncode == 0 and "usage:" in help_.stdout

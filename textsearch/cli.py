@@ -91,3 +91,10 @@ def folder_path(text: str) -> str:
             f"must be a folder path (on a cluster: one every node shares, e.g. over NFS), "
             f"not a URI: {text}")
     return text
+
+
+def port(text: str) -> int:
+    value = _number(int, "a port number", 0, True)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {text}")
+    return value

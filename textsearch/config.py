@@ -20,6 +20,49 @@ from textsearch.options import option, subset
 MODEL_NAMES = ("MLP", "CNN")  # textsearch.models.MODEL_CLASSES
 DATA_NAMES = ("EMNIST", "MNIST", "EMNISTLines")  # textsearch.data.DATA_CLASSES
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+
+# What a trial reports each epoch that a search may optimise, and which way is better.
+OBJECTIVE_METRICS = {
+    "val_acc": "max", "val_loss": "min", "train_acc": "max", "train_loss": "min",
+    "train_samples_per_s": "max", "epoch_s": "min",
+    "params": "min",  # parameter count of the model
+    "infer_ms_per_image": "min",  # inference time per image, batch of 256, on the trial's device
+}
+MAX_OBJECTIVES = 3
+
+
+def parse_objectives(value: Any, where: str) -> list[tuple[str, str]]:
+    """``{"val_acc": "max", ...}``, ``[["val_acc", "max"], ...]`` or ``"val_acc:max,params:min"``
+    -> ``[("val_acc", "max"), ...]``, checked (known metrics, max/min, 1 to 3, no repeats).
+
+    In the text form the mode may be left out: each metric's natural direction is taken.
+    """
+    if isinstance(value, str):
+        pairs = []
+        for part in value.split(","):
+            name, _, mode = part.strip().partition(":")
+            pairs.append((name.strip(), mode.strip() or OBJECTIVE_METRICS.get(name.strip(), "")))
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                  for p in value):
+        pairs = [tuple(p) for p in value]
+    else:
+        raise UserError(f"{where}: objectives must be a dict like {{'val_acc': 'max'}}")
+    if not 1 <= len(pairs) <= MAX_OBJECTIVES:
+        raise UserError(f"{where}: 1 to {MAX_OBJECTIVES} objectives, got {len(pairs)}")
+    for name, mode in pairs:
+        if name not in OBJECTIVE_METRICS:
+            raise UserError(f"{where}: unknown objective {name!r}; known: "
+                            f"{', '.join(OBJECTIVE_METRICS)}")
+        if mode not in ("max", "min"):
+            raise UserError(f"{where}: objective {name!r} must be 'max' or 'min', got {mode!r}")
+    names = [n for n, _ in pairs]
+    if len(set(names)) != len(names):
+        raise UserError(f"{where}: an objective is named twice: {', '.join(names)}")
+    return [(str(n), str(m)) for n, m in pairs]
+
+
 BLOCKS = ("plain", "residual")
 DOWNSAMPLES = ("maxpool", "stride")
 

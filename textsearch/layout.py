@@ -8,6 +8,7 @@
   which a resume starts from);
 - ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C);
 - ``report.html`` and ``plot_<name>.png``: :mod:`textsearch.report`;
+- ``retrain/<trial>/``: ``model.pt`` and ``model.json``, :mod:`textsearch.retrain`;
 - ``.search.lock``: held by the running search; ``.stopped_disk_full``: the search stopped on
   a full disk, so ``--resume`` retries the trials that failed for lack of space.
 
@@ -30,6 +31,9 @@ PROGRESS_FILE = "progress.csv"  # Ray Tune's CSV logger, one row per reported ep
 CHECKPOINT_FILE = "model.ckpt"  # inside each of a trial's checkpoint_* folders
 LATEST_CHECKPOINT = "latest.ckpt"  # in a trial's folder: its last reported epoch (a hard link)
 LATEST_METRICS = "latest.json"  # beside it: that epoch's metrics
+RETRAIN_DIR = "retrain"  # retrain/<trial>/: the winner trained again (textsearch.retrain)
+MODEL_FILE = "model.pt"  # in it: the exported model (TorchScript)
+MODEL_INFO = "model.json"  # beside it: config, metrics, data, class mapping
 
 
 def logged_epochs(search_dir: Path) -> dict[str, int]:

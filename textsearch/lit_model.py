@@ -3,6 +3,7 @@
 Logged per epoch: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (and ``test_loss``,
 ``test_acc`` when testing), ``train_samples_per_s`` (training images per second of the
 training loop, validation excluded) and ``epoch_s`` (wall seconds of the whole epoch).
+A search's trials also report :meth:`LitModel.model_stats` (size and inference speed).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class LitModel(pl.LightningModule):
         self._epoch_start = self._last_batch_end = time.perf_counter()
         self._epoch_samples = 0
         self.last_epoch_stats: dict[str, float] = {}
+        self._model_stats: dict[str, float] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -81,6 +83,37 @@ class LitModel(pl.LightningModule):
         stats = self.compute_epoch_stats()
         if self.logger is not None:
             self.logger.log_metrics(stats, step=self.global_step)
+
+    # -- size and speed -----------------------------------------------------------------
+    INFER_BATCH = 256
+
+    def model_stats(self, input_dims: tuple[int, ...]) -> dict[str, float]:
+        """``params`` (parameter count) and ``infer_ms_per_image``, measured once per run.
+
+        Inference: a batch of 256 images in eval and inference mode on the model's device,
+        the median of 3 timed passes after one warm-up pass.
+        """
+        if self._model_stats is None:
+            was_training = self.training
+            x = torch.zeros(self.INFER_BATCH, *input_dims, device=self.device)
+            times = []
+            self.eval()
+            with torch.inference_mode():
+                for i in range(4):
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    start = time.perf_counter()
+                    self(x)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    if i:
+                        times.append(time.perf_counter() - start)
+            self.train(was_training)
+            self._model_stats = {
+                "params": float(sum(p.numel() for p in self.model.parameters())),
+                "infer_ms_per_image": 1000 * sorted(times)[1] / self.INFER_BATCH,
+            }
+        return self._model_stats
 
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self):

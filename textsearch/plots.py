@@ -192,39 +192,53 @@ def plot_params(data: SearchData):
     return fig
 
 
-def study_from_trials(data: SearchData):
-    """An Optuna study rebuilt from the search's trials (for Optuna's analysis tools)."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+def search_study(data: SearchData):
+    """The search's own Optuna study (``study.journal``), or None for a search without one."""
+    from textsearch.layout import STUDY_FILE
+    from textsearch.searcher import load_study
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = data.param_names()
-    dists = {}
-    for name in names:
-        values = [c[name] for c in data.trials["config"] if name in c]
-        if all(isinstance(v, bool) or isinstance(v, str) or v is None for v in values):
-            dists[name] = CategoricalDistribution(sorted(set(values), key=str))
-        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            dists[name] = IntDistribution(min(values), max(values))
+    if not (data.path / STUDY_FILE).is_file():
+        return None
+    return load_study(data.path)
+
+
+def finished_trials_study(data: SearchData):
+    """The study's finished trials, each valued by its first objective, for fANOVA.
+
+    Optuna's importance reads COMPLETE trials only, and ASHA completes few; a trial it
+    stopped counts here with its last value, as TPE ranks it.  Parameters and their
+    distributions are the study's own.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    study = search_study(data)
+    if study is None:
+        return None
+    ranked = optuna.create_study(direction="maximize" if data.mode == "max" else "minimize")
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.state == TrialState.COMPLETE:
+            value = t.values[0]
+        elif t.intermediate_values:
+            value = t.intermediate_values[max(t.intermediate_values)]
+        elif t.user_attrs.get("values_by_epoch"):
+            by_epoch = t.user_attrs["values_by_epoch"]
+            value = by_epoch[max(by_epoch, key=int)][0]
         else:
-            lo, hi = float(min(values)), float(max(values))
-            dists[name] = FloatDistribution(lo, hi, log=lo > 0 and hi / lo > 50)
-    study = optuna.create_study(direction="maximize" if data.mode == "max" else "minimize")
-    for config, value in zip(data.trials["config"], _final_metric(data)):
-        if value is None or not np.isfinite(value):
             continue
-        params = {k: config[k] for k in names if k in config}
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions={k: dists[k] for k in params}, value=float(value)))
-    return study
+        if value is None or not math.isfinite(value) or not t.params:
+            continue
+        ranked.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                                   value=float(value)))
+    return ranked
 
 
 def param_importances(data: SearchData) -> dict[str, float]:
     """Optuna's fANOVA importance of each parameter for the metric (empty if too few trials)."""
     import optuna
 
-    study = study_from_trials(data)
-    if len(study.trials) < 3 or not data.param_names():
+    study = finished_trials_study(data)
+    if study is None or len(study.trials) < 3:
         return {}
     try:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
@@ -248,10 +262,34 @@ def plot_importance(data: SearchData):
     return fig
 
 
+def plot_pareto(data: SearchData):
+    """Optuna's Pareto-front plot of a multi-objective search (its first two objectives)."""
+    import warnings
+
+    import optuna
+
+    objectives = data.summary.get("objectives") or [[data.metric, data.mode]]
+    study = search_study(data)
+    if len(objectives) < 2 or study is None:
+        fig, ax = plt.subplots(figsize=(7, 2))
+        ax.text(0.5, 0.5, "one objective: no Pareto front", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.axis("off")
+        return fig
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_pareto_front(
+            study, target_names=[m for m, _ in objectives], include_dominated_trials=True)
+    fig = ax.figure
+    fig.set_size_inches(7, 5)
+    return fig
+
+
 PLOTS = {
     "best_vs_time": plot_best_vs_time,
     "best_vs_trials": plot_best_vs_trials,
     "curves": plot_curves,
     "params": plot_params,
     "importance": plot_importance,
+    "pareto": plot_pareto,
 }

@@ -26,6 +26,7 @@ CAPTIONS = {
     "curves": "Metric per epoch for every trial (dashed and x: stopped early by ASHA)",
     "params": "Each parameter against the metric",
     "importance": "Parameter importance",
+    "pareto": "Pareto front of the objectives (Optuna): trials no other trial beats on all of them",
 }
 
 STYLE = """
@@ -111,6 +112,8 @@ def write_report(search_dir: str | Path) -> Path:
     data = load_search(search_dir)
     images = {}
     for name, plot in PLOTS.items():
+        if name == "pareto" and data.summary.get("pareto") is None:
+            continue  # one objective
         png = _png(plot(data))
         (data.path / plot_file(name)).write_bytes(png)
         images[name] = png

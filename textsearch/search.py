@@ -68,10 +68,24 @@ class SearchSettings:
     scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
     startup_trials: int | None = None  # TPE samples at random first (None: by num_samples)
     fixed: dict[str, Any] = field(default_factory=dict)
+    # [[metric, mode], ...] when several objectives are searched (the first is metric/mode)
+    objectives: list[list[str]] | None = None
+    warm_start: list[str] = field(default_factory=list)  # searches whose trials were added
 
     @property
     def search_dir(self) -> Path:
         return Path(self.results_dir) / self.name
+
+    @property
+    def objective_list(self) -> list[tuple[str, str]]:
+        """``[(metric, mode), ...]``: the searched objectives, the first one ASHA's."""
+        if self.objectives:
+            return [(m, d) for m, d in self.objectives]
+        return [(self.metric, self.mode)]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objective_list) > 1
 
     def save(self) -> None:
         (self.search_dir / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=1))
@@ -255,7 +269,9 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
         settings.startup_trials = default_startup_trials(settings.num_samples)
     sampler = make_sampler(settings.searcher, settings.seed, settings.startup_trials)
     settings.search_dir.mkdir(parents=True, exist_ok=True)
-    return StudySearcher(space=space.space, metric=settings.metric, mode=settings.mode,
+    names, modes = zip(*settings.objective_list)
+    return StudySearcher(space=space.space, metric=list(names) if len(names) > 1 else names[0],
+                         mode=list(modes) if len(modes) > 1 else modes[0],
                          sampler=sampler, study_name=STUDY_NAME,
                          storage=journal_storage(settings.search_dir.resolve() / STUDY_FILE),
                          max_epochs=settings.max_epochs, search_dir=str(settings.search_dir.resolve()))
@@ -353,6 +369,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     trainable = make_trainable(settings, bundle, total_cpus,
                                logged_epochs(settings.search_dir) if resume else None)
     path = str(settings.search_dir.resolve())
+    from textsearch.searcher import SearchTrials, repair_journal
     from textsearch.stopper import SearchGuard
 
     marker = settings.search_dir / DISK_FULL_MARKER
@@ -361,20 +378,29 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
             raise UserError(f"{path} holds no resumable search state")
         # Trials that failed for lack of space are retried from their last checkpoint.
         SearchGuard.active = None
+        SearchTrials.total = settings.num_samples  # more than before: --num_samples grew
+        repair_journal(settings.search_dir / STUDY_FILE)  # the killed driver's last line
+        settings.save()
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=marker.exists())
     else:
         guard = SearchGuard(path)
         searcher = make_searcher(settings, space)  # resolves the TPE start-up default
+        if settings.warm_start:
+            from textsearch.warmstart import add_to_study
+
+            for ws in add_to_study(searcher._ot_study, settings.warm_start, space,
+                                   settings.objective_list):
+                print(ws.line(), flush=True)
         settings.save()
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=SearchTrials.around(
+                    searcher, settings.max_concurrent
+                    or default_concurrency(settings, total_cpus, total_gpus)),
                 scheduler=make_scheduler(settings),
                 num_samples=settings.num_samples,
-                max_concurrent_trials=settings.max_concurrent
-                or default_concurrency(settings, total_cpus, total_gpus),
                 time_budget_s=settings.time_budget_s or None,
                 trial_dirname_creator=lambda t: trial_dir_name(t.trial_id),
             ),

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from textsearch.config import TrainConfig, check_option, coerce
+from textsearch.config import TrainConfig, check_option, coerce, parse_objectives
 from textsearch.errors import UserError
 from textsearch.paths import builtin_spaces_dir
 
@@ -49,6 +49,9 @@ class SearchDefaults:
     reduction_factor: ASHA keeps the best 1/reduction_factor at each rung.
     data_fraction: share of the training split each trial trains on.
     max_concurrent: trials at once (0: as many as resources allow).
+    objectives: 2 or 3 reported metrics searched together, e.g. ``{"val_acc": "max",
+    "train_samples_per_s": "max"}`` (Optuna then proposes trials for the Pareto front, ASHA
+    stops trials on the first one); None: the one objective ``metric``/``mode``.
     """
 
     fixed: dict[str, Any] = field(default_factory=dict)
@@ -60,8 +63,12 @@ class SearchDefaults:
     reduction_factor: int = 3
     data_fraction: float = 1.0
     max_concurrent: int = 0
+    objectives: dict[str, str] | None = None
 
     def validate(self, where: str) -> None:
+        if self.objectives is not None:
+            pairs = parse_objectives(self.objectives, f"{where}: DEFAULTS")
+            self.metric, self.mode = pairs[0]
         if self.mode not in ("max", "min"):
             raise UserError(f"{where}: DEFAULTS mode must be 'max' or 'min', got {self.mode!r}")
         for name in ("max_epochs", "num_samples", "grace_period"):
@@ -79,6 +86,13 @@ class SearchSpace:
     description: str
     space: Callable[[Any], dict[str, Any] | None]
     defaults: SearchDefaults
+
+    def defaults_objectives(self) -> list[tuple[str, str]]:
+        """The space's objectives: ``DEFAULTS["objectives"]``, else its metric and mode."""
+        d = self.defaults
+        if d.objectives:
+            return parse_objectives(d.objectives, str(self.path))
+        return [(d.metric, d.mode)]
 
 
 def space_dirs() -> list[Path]:

@@ -88,12 +88,14 @@ def trial_rows(settings: SearchSettings, grid, errors: dict[str, str] | None = N
             status = "unfinished"
         # a trial that never started has no result config; the study has its params
         config = dict(result.config or {}) or (dict(told.params) if told is not None else {})
+        last = df.iloc[-1] if df is not None and len(df) else {}
         rows.append({
             "trial_id": trial_id,
             "status": status,
             "epochs": epochs,
             f"best_{settings.metric}": best,
             f"last_{settings.metric}": values[-1] if values else None,
+            "objectives": {m: _finite(last.get(m)) for m, _ in settings.objective_list},
             "stopped_at_epoch": epochs if status == "stopped_early" else None,
             "error": errors.get(trial_id) or error_line(result.error),
             "config": config,
@@ -135,6 +137,7 @@ def summarize(settings: SearchSettings, grid, bundle=None, wall_s: float | None 
             "test_acc": test_acc,
             "checkpoint": checkpoint,
         }
+    pareto = pareto_trials(settings, rows) if settings.multi_objective else None
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -149,9 +152,34 @@ def summarize(settings: SearchSettings, grid, bundle=None, wall_s: float | None 
         "total_epochs": sum(r["epochs"] for r in rows),
         "wall_s": wall_s,
         "best": best_info,
+        "objectives": [list(o) for o in settings.objective_list],
+        "pareto": pareto,
+        "warm_start": list(settings.warm_start),
         "trials": [{k: v for k, v in r.items() if k != "_result"} for r in rows],
     }
     return summary
+
+
+def pareto_trials(settings: SearchSettings, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Pareto-optimal trials of a multi-objective search, as the study finds them.
+
+    Only trials that ran all their epochs (COMPLETE) are on the front, each with its
+    objective values; trials added by ``--warm_start`` are left out.
+    """
+    study = study_trials(settings.search_dir)
+    if not study:
+        return []
+    from textsearch.searcher import load_study
+
+    ours = {r["trial_id"] for r in rows}
+    front = []
+    for t in load_study(settings.search_dir).best_trials:
+        trial_id = t.user_attrs.get("ray_trial_id")
+        if trial_id in ours:
+            front.append({"trial_id": trial_id,
+                          "values": dict(zip([m for m, _ in settings.objective_list], t.values)),
+                          "params": dict(t.params)})
+    return front
 
 
 def write_summary(search_dir: Path, summary: dict[str, Any]) -> None:
@@ -202,4 +230,10 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
         test = best["test_acc"]
         lines.append(f"Test accuracy of the best checkpoint: "
                      f"{test:.4f}" if test is not None else "Test accuracy: n/a")
+    if summary.get("pareto") is not None:
+        names = ", ".join(f"{m} ({d})" for m, d in summary["objectives"])
+        lines.append(f"Pareto front of {names}: {len(summary['pareto'])} trial(s)")
+        for t in summary["pareto"]:
+            lines.append(f"  {t['trial_id']}  " + "  ".join(f"{k}={v:.4g}"
+                                                            for k, v in t["values"].items()))
     return "\n".join(lines)

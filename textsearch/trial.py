@@ -38,12 +38,14 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if k in REPORTED and v.numel() == 1}
     metrics.update(pl_module.compute_epoch_stats())
+    dm = getattr(trainer, "datamodule", None)
+    if dm is not None and dm.bundle is not None:
+        metrics.update(pl_module.model_stats(tuple(dm.bundle.input_dims)))
     metrics["epoch"] = trainer.current_epoch + 1
     device = device_name(trainer)
     metrics["device"] = device
     metrics["gpu_mem_peak_mb"] = (torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
                                   if device.startswith("cuda") else 0.0)
-    dm = getattr(trainer, "datamodule", None)
     if dm is not None and dm.bundle is not None:
         # 1.0 when the images are a read-only view into shared memory (Ray's object store),
         # i.e. this trial holds no copy of its own.

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from textsearch import cli, spaces
-from textsearch.config import PRECISIONS
+from textsearch import cli, spaces, warmstart
+from textsearch.config import PRECISIONS, parse_objectives
 from textsearch.errors import UserError, cli_entry
 from textsearch.layout import SETTINGS_FILE, SUMMARY_FILE
 from textsearch.search import SCHEDULERS, SEARCHERS
@@ -51,10 +51,12 @@ def build_parser() -> cli.Parser:
     g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
     g.add_argument("--max_failures", "--max-failures", type=cli.nonnegative_int, default=2, help="retries of a crashed trial (from its last checkpoint)")
+    g.add_argument("--objectives", type=cli.nonempty_str, help="search several reported metrics at once, e.g. val_acc:max,params:min (2-3; the first is ASHA's; default: the space's)")
+    g.add_argument("--warm_start", "--warm-start", action="append", default=[], metavar="SEARCH_DIR", help="add the finished trials of an older search to this one's study first (repeatable)")
     g.add_argument("--name", type=cli.folder_name, help="search name (default: <space>-<time stamp>)")
     g.add_argument("--results_dir", "--results-dir", type=cli.folder_path, default="runs", help="where searches are written")
     g.add_argument("--address", type=cli.nonempty_str, help="an existing Ray cluster: 'auto', 'host:port' or 'ray://host:port'")
-    g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest of --space)")
+    g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest of --space); with a larger --num_samples, run more trials")
     g.add_argument("--no_report", "--no-report", action="store_true", help="do not write report.html at the end")
     d = p.add_argument_group("single-trial debug run")
     d.add_argument("--debug", action="store_true", help="run one trial in this process, without Ray")
@@ -127,6 +129,11 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
         startup_trials=args.startup_trials,
         fixed=fixed,
     )
+    objectives = parse_objectives(args.objectives, "--objectives") if args.objectives else \
+        space.defaults_objectives()
+    settings.metric, settings.mode = objectives[0]
+    settings.objectives = [list(o) for o in objectives] if len(objectives) > 1 else None
+    settings.warm_start = [str(warmstart.check_source(w)) for w in args.warm_start]
     if settings.reduction_factor <= 1:
         raise UserError(f"--reduction_factor must be > 1, got {settings.reduction_factor:g}")
     return settings
@@ -169,6 +176,14 @@ def run(args: argparse.Namespace) -> int:
         settings.results_dir, settings.name = str(search_dir.parent.resolve()), search_dir.name
         space = spaces.load(settings.space_path)
         print(f"resuming search {search_dir} (original settings from search.json)")
+        if args.num_samples is not None:
+            if args.num_samples < settings.num_samples:
+                raise UserError(f"--num_samples {args.num_samples}: search {search_dir} already "
+                                f"has {settings.num_samples} trials; give more to add trials")
+            if args.num_samples > settings.num_samples:
+                print(f"adding {args.num_samples - settings.num_samples} trials "
+                      f"({settings.num_samples} -> {args.num_samples})")
+            settings.num_samples = args.num_samples
     else:
         space = spaces.load(args.space)
         settings = make_settings(args, space)
@@ -177,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"search {settings.search_dir} already exists: use --resume to "
                             "continue it or choose another --name")
     new_dir = not settings.search_dir.exists()
+    print(f"live view: python -m textsearch.dashboard {settings.search_dir}", flush=True)
     try:
         with search_lock(settings.search_dir):
             summary = run_search(settings, space, resume=args.resume, address=args.address)
@@ -223,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
         if getattr(args, flag) is not None:
             raise UserError(f"--{flag} belongs to the --debug run")
+    if args.resume and (args.warm_start or args.objectives):
+        raise UserError("--warm_start and --objectives start a search; --resume continues one "
+                        "as it was started")
     if args.set:
         raise UserError("--set belongs to the --debug run")
     try:

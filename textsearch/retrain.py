@@ -1,0 +1,166 @@
+"""``python -m textsearch.retrain runs/<name>``: retrain a search's winner and export it.
+
+The chosen trial's config (default: the best trial; ``--trial ID`` picks another, e.g. one
+on the Pareto front) is trained again on the whole training split (``--data_fraction``
+to change that), with a progress bar, then tested.  Written under
+``runs/<name>/retrain/<trial>/``:
+
+- ``model.pt``: the model as TorchScript (``torch.jit.load`` needs no textsearch): input
+  float images ``(N, 1, H, W)`` in [0, 1], light strokes on black as in EMNIST; output
+  class scores;
+- ``model.json``: the config, the metrics, the data it was trained on (with a cache key),
+  the class mapping and the input format (what ``python -m textsearch.predict`` reads);
+- the training run itself (TensorBoard events, best checkpoint).
+
+Examples::
+
+    python -m textsearch.retrain runs/cnn_emnist-20261127-101500
+    python -m textsearch.retrain runs/cnn_emnist-20261127-101500 --trial 3f2a9c1e --max_epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from textsearch import cli
+from textsearch.errors import UserError, cli_entry
+from textsearch.layout import MODEL_FILE, MODEL_INFO, RETRAIN_DIR, SETTINGS_FILE, SUMMARY_FILE
+
+
+def build_parser() -> cli.Parser:
+    p = cli.Parser(prog="textsearch.retrain", description=__doc__.split("\n\n")[0],
+                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                   epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("search_dir", type=cli.folder_path, help="a finished search (runs/<name>)")
+    p.add_argument("--trial", type=cli.nonempty_str, help="trial id (default: the best trial)")
+    p.add_argument("--max_epochs", "--max-epochs", type=cli.positive_int,
+                   help="epochs (default: the search's max_epochs)")
+    p.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, default=1.0,
+                   help="share of the training split (default: all of it)")
+    p.add_argument("--gpus", type=cli.nonnegative_float,
+                   help="GPUs (default: 1 if a GPU is available, else 0)")
+    p.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the run")
+    p.add_argument("--no_progress", "--no-progress", action="store_true",
+                   help="no progress bar")
+    return p
+
+
+def choose_trial(search_dir: Path, trial_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(summary, trial) of the search: ``trial_id``'s, or the best trial's."""
+    if not (search_dir / SETTINGS_FILE).is_file():
+        raise UserError(f"{search_dir} is not a search folder (no {SETTINGS_FILE})")
+    try:
+        summary = json.loads((search_dir / SUMMARY_FILE).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{search_dir} has no {SUMMARY_FILE} yet: let the search finish, "
+                        "or stop it with Ctrl-C (which writes it)") from None
+    except ValueError as err:
+        raise UserError(f"{search_dir / SUMMARY_FILE} is damaged: {err}") from None
+    trials = {t["trial_id"]: t for t in summary["trials"]}
+    if trial_id is None:
+        if summary.get("best") is None:
+            raise UserError(f"search {search_dir} has no trial with a result to retrain")
+        trial_id = summary["best"]["trial_id"]
+    if trial_id not in trials:
+        known = ", ".join(list(trials)[:10]) + (" ..." if len(trials) > 10 else "")
+        raise UserError(f"--trial {trial_id}: no such trial in {search_dir} (trials: {known})")
+    return summary, trials[trial_id]
+
+
+def data_key(cfg) -> tuple[str, dict[str, Any]]:
+    """What identifies the data a model saw: the data options, and a short hash of them."""
+    fields = {k: getattr(cfg, k) for k in ("data_class", "balance", "val_fraction",
+                                           "data_fraction")}
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{cfg.data_class}-{digest}", fields
+
+
+def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | None = None,
+            data_fraction: float = 1.0, gpus: float | None = None, seed: int = 0,
+            progress: bool = True) -> Path:
+    """Retrain, test and export; returns the folder holding ``model.pt`` and ``model.json``."""
+    from textsearch.search import SearchSettings
+
+    search_dir = Path(search_dir)
+    summary, trial = choose_trial(search_dir, trial_id)
+    settings = SearchSettings.load(search_dir)
+
+    import torch
+
+    from textsearch.training import TrainConfig, train
+
+    values = {**settings.fixed, **trial["config"], "max_epochs": max_epochs or settings.max_epochs,
+              "data_fraction": data_fraction, "seed": seed,
+              "gpus": gpus if gpus is not None else (1 if torch.cuda.is_available() else 0)}
+    cfg = TrainConfig.from_dict(values)
+    out = search_dir / RETRAIN_DIR / trial["trial_id"]
+    print(f"retraining trial {trial['trial_id']} of {search_dir} for {cfg.max_epochs} epoch(s) "
+          f"on {cfg.data_fraction:g} of the training split -> {out}", flush=True)
+    started = time.time()
+    result = train(cfg, out, enable_progress_bar=progress)
+    model_file = export(cfg, result.best_checkpoint, out)
+    cache_key, data_fields = data_key(cfg)
+    from textsearch.training import make_datamodule
+
+    bundle = make_datamodule(cfg).get_bundle()
+    info = {
+        "search": str(search_dir.resolve()),
+        "trial_id": trial["trial_id"],
+        "config": cfg.to_dict(),
+        "metrics": {**{k: v for k, v in result.metrics.items()}, "retrain_s": time.time() - started,
+                    "search_" + summary["metric"]: trial.get(f"best_{summary['metric']}")},
+        "epochs": cfg.max_epochs,
+        "data": {**data_fields, "cache_key": cache_key,
+                 "train_examples": int(len(bundle.x_trainval)),
+                 "test_examples": int(len(bundle.x_test))},
+        "mapping": list(bundle.mapping),
+        "input": {"dims": list(bundle.input_dims), "dtype": "float32", "scale": "0..1",
+                  "strokes": "light on dark, as EMNIST"},
+        "model_file": model_file.name,
+    }
+    (out / MODEL_INFO).write_text(json.dumps(info, indent=1, default=str))
+    print(f"test_acc = {result.test_acc:.4f}" if result.test_acc is not None else "test_acc: n/a")
+    print(f"model: {model_file}")
+    print(f"model card: {out / MODEL_INFO}")
+    return out
+
+
+def export(cfg, checkpoint: str | None, out: Path) -> Path:
+    """The trained model (its best checkpoint) as TorchScript, on the CPU."""
+    import torch
+
+    from textsearch.training import make_datamodule, make_lit_model
+
+    if checkpoint is None:
+        raise UserError("the retrained run wrote no checkpoint to export")
+    bundle = make_datamodule(cfg).get_bundle()
+    lit = make_lit_model(cfg, bundle)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    lit.load_state_dict(state["state_dict"])
+    model = lit.model.eval().cpu()
+    example = torch.zeros(2, *bundle.input_dims)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript: deprecated, still loads
+        scripted = torch.jit.trace(model, example)
+    path = out / MODEL_FILE
+    scripted.save(str(path))
+    return path
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    retrain(Path(args.search_dir), args.trial, args.max_epochs, args.data_fraction, args.gpus,
+            args.seed, progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

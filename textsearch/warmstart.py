@@ -1,0 +1,187 @@
+"""``--warm_start runs/<old>``: older searches' finished trials, added to a new study.
+
+TPE then starts from what the older searches learnt instead of from random samples.  Each
+old trial is replayed through the new space's function, so every parameter is checked
+against the range the new space gives it *for that trial* (conditional ranges included):
+
+- COMPLETE trials are added with their final values, PRUNED ones with their per-epoch
+  values (TPE ranks them by the epochs they reached); FAIL and unfinished ones are left out;
+- a parameter the new space does not search, or a value outside its new range, is
+  dropped from the trial; a trial left with no parameter is left out;
+- old searches with other objectives than the new one are left out whole.
+
+One line per old search says what was taken and what was left out, and why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textsearch.errors import UserError
+from textsearch.layout import SETTINGS_FILE, STUDY_FILE
+
+
+@dataclass
+class WarmStart:
+    """What one old search gave: trials to add, and counts of what was left out."""
+
+    source: Path
+    trials: list[Any] = field(default_factory=list)  # optuna FrozenTrials, ready to add
+    left_out: Counter = field(default_factory=Counter)  # reason -> trials
+    dropped: Counter = field(default_factory=Counter)  # "param: reason" -> trials
+
+    def line(self) -> str:
+        states = Counter(t.state.name.lower() for t in self.trials)
+        taken = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        text = f"warm start from {self.source}: {len(self.trials)} trial(s) taken"
+        if taken:
+            text += f" ({taken})"
+        n_out = sum(self.left_out.values())
+        text += f", {n_out} left out"
+        if n_out:
+            text += " (" + ", ".join(f"{n} {r}" for r, n in self.left_out.most_common()) + ")"
+        if self.dropped:
+            text += "; dropped: " + ", ".join(f"{r} in {n} trial(s)"
+                                              for r, n in self.dropped.most_common())
+        return text
+
+
+def old_objectives(search_dir: Path) -> list[tuple[str, str]]:
+    data = json.loads((search_dir / SETTINGS_FILE).read_text())
+    if data.get("objectives"):
+        return [(m, d) for m, d in data["objectives"]]
+    return [(data["metric"], data["mode"])]
+
+
+def check_source(path: str | Path) -> Path:
+    """An old search's folder, or one clear error."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"--warm_start {path}: no such folder")
+    if not (folder / STUDY_FILE).is_file():
+        raise UserError(f"--warm_start {path}: no {STUDY_FILE} there (not a textsearch search, "
+                        "or one started before searches kept their study)")
+    if not (folder / SETTINGS_FILE).is_file():
+        raise UserError(f"--warm_start {path}: no {SETTINGS_FILE} there")
+    return folder.resolve()
+
+
+class _Replay:
+    """A stand-in for an Optuna trial that answers with an old trial's values.
+
+    The space function asks for each parameter with the range that follows from the values
+    before it; each old value is kept if it lies in that range, else dropped (the space
+    then goes on with it, or with the range's low end if the old trial lacked it).
+    """
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.old = params
+        self.params: dict[str, Any] = {}
+        self.distributions: dict[str, Any] = {}
+        self.dropped: list[str] = []
+        self.asked: set[str] = set()
+
+    def _answer(self, name: str, dist, fallback: Any) -> Any:
+        self.asked.add(name)
+        if name not in self.old:
+            return fallback
+        value = self.old[name]
+        try:
+            ok = dist._contains(dist.to_internal_repr(value))
+        except (TypeError, ValueError):
+            ok = False
+        if ok:
+            self.params[name], self.distributions[name] = value, dist
+        else:
+            self.dropped.append(f"{name} outside its new range")
+        return value
+
+    def suggest_int(self, name, low, high, *, step=1, log=False):
+        from optuna.distributions import IntDistribution
+
+        return self._answer(name, IntDistribution(low, high, step=step, log=log), low)
+
+    def suggest_float(self, name, low, high, *, step=None, log=False):
+        from optuna.distributions import FloatDistribution
+
+        return self._answer(name, FloatDistribution(low, high, step=step, log=log), low)
+
+    def suggest_categorical(self, name, choices):
+        from optuna.distributions import CategoricalDistribution
+
+        return self._answer(name, CategoricalDistribution(list(choices)), list(choices)[0])
+
+    # Space functions only suggest; anything else a real trial offers is not replayed.
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"a warm-start replay offers suggest_* only, not {name}")
+
+
+def collect(source: Path, space, objectives: list[tuple[str, str]]) -> WarmStart:
+    """The trials of the old search at ``source`` that fit ``space`` and ``objectives``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from textsearch.searcher import load_study
+
+    out = WarmStart(source)
+    try:
+        study = load_study(source)
+    except UserError as err:
+        raise UserError(f"--warm_start {source}: {err}") from None
+    except Exception as err:  # e.g. a journal line Optuna cannot apply
+        raise UserError(f"--warm_start {source}: cannot read its study: {err}") from None
+    trials = study.get_trials(deepcopy=False)
+    old = old_objectives(source)
+    if [m for m, _ in old] != [m for m, _ in objectives] or \
+            [d for _, d in old] != [d for _, d in objectives]:
+        out.left_out["with other objectives (" + ",".join(f"{m}:{d}" for m, d in old) + ")"] \
+            += len(trials)
+        return out
+    for t in trials:
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            out.left_out["failed" if t.state == TrialState.FAIL else "unfinished"] += 1
+            continue
+        replay = _Replay(t.params)
+        try:
+            space.space(replay)
+        except Exception as err:  # the new space cannot replay this trial
+            out.left_out[f"not replayable ({type(err).__name__})"] += 1
+            continue
+        for name in t.params:
+            if name not in replay.params and name not in replay.asked:
+                replay.dropped.append(f"{name} not in this space")
+        out.dropped.update(replay.dropped)
+        if not replay.params:
+            out.left_out["no parameter of this space"] += 1
+            continue
+        if t.state == TrialState.PRUNED and not t.intermediate_values and \
+                "values_by_epoch" not in t.user_attrs:
+            out.left_out["pruned before any epoch"] += 1
+            continue
+        out.trials.append(optuna.trial.create_trial(
+            state=t.state,
+            values=t.values if t.state == TrialState.COMPLETE else None,
+            params=replay.params,
+            distributions=replay.distributions,
+            intermediate_values=dict(t.intermediate_values),
+            user_attrs={**{k: v for k, v in t.user_attrs.items() if k != "ray_trial_id"},
+                        "warm_start_from": str(source),
+                        "warm_start_trial": t.user_attrs.get("ray_trial_id", t.number)},
+        ))
+    return out
+
+
+def add_to_study(study, sources: list[str], space, objectives: list[tuple[str, str]]
+                 ) -> list[WarmStart]:
+    """Add the fitting trials of every old search to ``study``; one WarmStart per source."""
+    results = []
+    for src in sources:
+        ws = collect(check_source(src), space, objectives)
+        if ws.trials:
+            study.add_trials(ws.trials)
+        results.append(ws)
+    return results
