@@ -34,10 +34,17 @@ def run(mode: Mode, results: Path) -> dict:
                      time_budget_s=mode.accuracy_budget_s, max_failures=0)
     ray.shutdown()
     best = summary["best"]
-    rows = [r for r in progress(results / "accuracy-search") if r["trial"] == f"trial_{best['trial_id']}"]
-    rate = statistics.median(r["train_samples_per_s"] for r in rows)  # 1 thread, in the search
+    if best is None:
+        raise RuntimeError(f"the accuracy search ended before any trial reported: its budget of "
+                           f"{mode.accuracy_budget_s:g} s is too short on this machine")
+    rows = progress(results / "accuracy-search")
+    # the best trial's training rate (1 thread, in the search); any trial's if its rows are
+    # not on disk yet (a search ended by its time budget may not have synced its last rows)
+    rates = [r["train_samples_per_s"] for r in rows if r["trial"] == f"trial_{best['trial_id']}"] \
+        or [r["train_samples_per_s"] for r in rows]
+    rate = statistics.median(rates) if rates else None
     train_size = len(EMNIST(DataConfig(data_fraction=mode.retrain_fraction)).split_indices()[0])
-    epochs = retrain_epochs(mode, rate, train_size)
+    epochs = retrain_epochs(mode, rate, train_size) if rate else mode.retrain_epochs
     torch.set_num_threads(2)
     start = time.time()
     # the user's command: python -m textsearch.retrain runs/<search> --max_epochs N ...
