@@ -49,6 +49,9 @@ class Mode:
     tpe_fraction: float = 0.05  # and share of the training split for the 1-epoch proxy
     gpu_fraction: float = 0.5  # GPU sharing: share of the training split per trial,
     gpu_epochs: int = 2  # and epochs per trial (the last epoch's rate is reported)
+    plain_samples: int = 8  # textsearch against a plain Optuna loop: trials,
+    plain_epochs: int = 3  # epochs per trial at most,
+    plain_fraction: float = 0.05  # and share of the training split
 
 
 QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurrency_fraction=0.02,
@@ -56,7 +59,7 @@ QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurr
              accuracy_budget_s=45, accuracy_fraction=0.01, accuracy_epochs=2, retrain_epochs=1,
              retrain_budget_s=30, retrain_fraction=0.02, startup_trials=2, tpe_trials=4,
              tpe_seeds=1, tpe_fraction=0.01, gpu_fraction=0.05,
-             gpu_epochs=1)
+             gpu_epochs=1, plain_samples=2, plain_epochs=1, plain_fraction=0.01)
 FULL = Mode("full", reps=3, loader_batches=300, overhead_fraction=0.15, concurrency_fraction=0.15,
             seeds=3, search_samples=10, search_epochs=4, search_fraction=0.05,
             accuracy_budget_s=1200, accuracy_fraction=0.1, accuracy_epochs=6, retrain_epochs=10,

@@ -28,10 +28,11 @@ from textsearch.data import EMNIST  # noqa: E402
 
 # item name -> its module in benchmarks/ (each has run(mode, results) and rows/section(result))
 ITEMS = {"data_path": "data_path", "lines": "lines", "startup": "startup", "overhead": "overhead",
+         "plain": "plain",
          "concurrency": "concurrency", "search": "search_efficiency", "tpe_startup": "tpe_startup",
          "accuracy": "accuracy", "warm_start": "warm_start", "gpu": "gpu"}
 # the order of the text sections below the table
-SECTIONS = ["search", "accuracy", "tpe_startup", "warm_start", "gpu"]
+SECTIONS = ["plain", "search", "accuracy", "tpe_startup", "warm_start", "gpu"]
 
 
 def item_module(item: str):

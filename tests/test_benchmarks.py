@@ -104,3 +104,35 @@ def test_benchmark_settings_come_from_the_cli(tmp_path):
 
     with pytest.raises(TypeError, match="not textsearch.tune flags"):
         settings_for("cnn_emnist", "c", tmp_path, fixed={"lr": 1.0})
+
+
+def test_startup_timeline_reads_first_batches_gaps_and_wrap_up():
+    from benchmarks import startup
+
+    rows = [  # two slots: a and b start at once, c takes a's slot, d takes b's
+        {"trial": "a", "first_batch_at": 110.0, "epoch_end_at": 120.0},
+        {"trial": "a", "first_batch_at": 110.0, "epoch_end_at": 130.0},
+        {"trial": "b", "first_batch_at": 111.0, "epoch_end_at": 140.0},
+        {"trial": "c", "first_batch_at": 130.5, "epoch_end_at": 150.0},
+        {"trial": "d", "first_batch_at": 142.0, "epoch_end_at": 155.0},
+    ]
+    t = startup.timeline(rows, start=100.0, summary_at=158.0)
+    assert t["first_batch_s"] == 10.0 and t["wrap_up_s"] == 3.0 and t["trials"] == 4
+    assert t["gaps_s"] == [0.5, 2.0]
+
+
+def test_plain_optuna_arm_runs_against_textsearch(tmp_path):
+    """Both arms for real on synthetic EMNIST: the CLI search and the hand-written loop."""
+    from benchmarks import plain
+
+    mode = dataclasses.replace(QUICK, reps=1, plain_samples=2, plain_epochs=1, plain_fraction=1.0)
+    res = plain.run(mode, tmp_path)
+    rep = res["reps"][0]
+    for arm in ("textsearch", "plain"):
+        assert rep[arm]["epochs"] == 2 and 0.0 <= rep[arm]["best_val_acc"] <= 1.0
+        assert rep[arm]["wall_s"] > 0
+    best = max(rep["textsearch"]["best_val_acc"], rep["plain"]["best_val_acc"])
+    winner = "textsearch" if rep["textsearch"]["best_val_acc"] == best else "plain"
+    assert rep[winner]["s_to_within_1pt"] is not None
+    table = "\n".join(plain.rows(res) + plain.section(res))
+    assert "plain Optuna loop" in table and "| plain |" in table

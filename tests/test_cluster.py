@@ -141,6 +141,8 @@ def test_search_on_two_nodes_is_interrupted_and_resumed(cluster, tmp_path):
         nodes |= {r["node_id"] for r in rows}
         assert all(r["data_shared"] == "1.0" for r in rows)  # the driver's data, not the node's
     assert len(nodes) == 2  # trials ran on both nodes
+    for trial in after:  # each trial's TensorBoard events reached the search folder
+        assert list((search / trial / "tensorboard").glob("events.out.tfevents.*")), trial
     assert summary["best"]["test_acc"] is not None and Path(summary["best"]["checkpoint"]).exists()
     assert "Best config" in out
 

@@ -223,6 +223,22 @@ def test_existing_search_name_is_refused(tmp_path, capsys):
 
 def test_time_budget_ends_the_search_cleanly(tmp_path, capsys):
     summary = run_search_cli(tmp_path, capsys, "slow.py", "b", "--max_concurrent", "1",
-                             "--time_budget_s", "12")
+                             "--num_samples", "30", "--time_budget_s", "12")
     assert summary["wall_s"] >= 12
-    assert summary["status_counts"].get("completed", 0) < 3  # the budget cut the search short
+    assert summary["status_counts"].get("completed", 0) < 30  # the budget cut the search short
+
+
+def test_trials_take_over_a_finished_trials_process(tmp_path, capsys):
+    """With one slot, every trial runs in the same Ray worker process (Ray's reported pid)."""
+    summary = run_search_cli(tmp_path, capsys, "tiny.py", "r", "--num_samples", "3",
+                             "--max_concurrent", "1")
+    assert summary["num_trials"] == 3
+    pids, spans = set(), []
+    for f in (tmp_path / "r").glob("trial_*/result.json"):
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        pids |= {r["pid"] for r in rows}
+        assert all(r["first_batch_at"] <= r["epoch_end_at"] for r in rows)
+        spans.append((rows[0]["first_batch_at"], rows[-1]["epoch_end_at"]))
+    assert len(pids) == 1
+    spans.sort()
+    assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))

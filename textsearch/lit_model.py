@@ -35,6 +35,7 @@ class LitModel(pl.LightningModule):
         self._epoch_samples = 0
         self.last_epoch_stats: dict[str, float] = {}
         self._model_stats: dict[str, float] | None = None
+        self.first_batch_at: float | None = None  # wall clock (Unix s) of this run's first batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -66,6 +67,10 @@ class LitModel(pl.LightningModule):
         self._epoch_start = self._last_batch_end = time.perf_counter()
         self._epoch_samples = 0
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.first_batch_at is None:
+            self.first_batch_at = time.time()
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self._last_batch_end = time.perf_counter()
 
@@ -76,13 +81,18 @@ class LitModel(pl.LightningModule):
         self.last_epoch_stats = {
             "train_samples_per_s": self._epoch_samples / train_s,
             "epoch_s": now - self._epoch_start,
+            # wall clock (Unix s): the run's first batch, and this epoch's end (the search's
+            # start-up, the gaps between trials and its wrap-up are read from these)
+            "first_batch_at": self.first_batch_at or time.time(),
+            "epoch_end_at": time.time(),
         }
         return self.last_epoch_stats
 
     def on_train_epoch_end(self) -> None:
         stats = self.compute_epoch_stats()
         if self.logger is not None:
-            self.logger.log_metrics(stats, step=self.global_step)
+            self.logger.log_metrics({k: stats[k] for k in ("train_samples_per_s", "epoch_s")},
+                                    step=self.global_step)
 
     # -- size and speed -----------------------------------------------------------------
     INFER_BATCH = 256

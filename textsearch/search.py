@@ -12,10 +12,12 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import importlib
 import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -353,7 +355,12 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
                address: str | None = None) -> dict[str, Any]:
     """Run (or resume) a search to its end and write its summary; returns the summary."""
     started = time.time()
+    # torch and Lightning (seconds to import) load while Ray starts its processes
+    frameworks = threading.Thread(target=importlib.import_module, args=("textsearch.training",),
+                                  daemon=True)
+    frameworks.start()
     init_ray(address)  # first: it sets Ray's authentication mode before Ray is imported
+    frameworks.join()
     from ray import tune
 
     from textsearch.summary import summarize, write_summary
@@ -402,6 +409,9 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
                 scheduler=make_scheduler(settings),
                 num_samples=settings.num_samples,
                 time_budget_s=settings.time_budget_s or None,
+                # a finished or stopped trial's process takes the next trial with the same
+                # resources: no new interpreter, no second import of torch and Lightning
+                reuse_actors=True,
                 trial_dirname_creator=lambda t: trial_dir_name(t.trial_id),
             ),
             run_config=run_config(settings, guard),

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class TuneReportCallback(Callback):
     def __init__(self, trial_dir: Path, unreported: dict[str, Any] | None = None) -> None:
         self.trial_dir = Path(trial_dir)
         self._pending: tuple[dict[str, float], Path] | None = None
+        self._last_report_s = 0.0
         for stale in self.trial_dir.glob(".ckpt-*"):  # left by a worker that was killed
             shutil.rmtree(stale, ignore_errors=True)
         if unreported is not None:
@@ -84,8 +86,14 @@ class TuneReportCallback(Callback):
         # in the trial's folder, so that latest.ckpt can be a hard link (no second write)
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.trial_dir))
+        start = time.perf_counter()
         trainer.save_checkpoint(folder / CHECKPOINT_FILE)
-        self._pending = (epoch_metrics(trainer, pl_module), folder)
+        metrics = epoch_metrics(trainer, pl_module)
+        # per-epoch cost beside the training loop: this epoch's checkpoint, and the previous
+        # epoch's report (TensorBoard flush, latest.ckpt, tune.report with its checkpoint)
+        metrics["checkpoint_s"] = time.perf_counter() - start
+        metrics["report_s"] = self._last_report_s
+        self._pending = (metrics, folder)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
         self._report(trainer)
@@ -105,6 +113,7 @@ class TuneReportCallback(Callback):
             return
         (metrics, folder), self._pending = self._pending, None
         metrics["node_id"] = ray.get_runtime_context().get_node_id()  # which machine trained it
+        start = time.perf_counter()
         if trainer is not None and trainer.logger is not None:
             trainer.logger.save()
             trainer.logger.experiment.flush()
@@ -113,6 +122,9 @@ class TuneReportCallback(Callback):
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        # including the wait until the search has logged the result and registered the
+        # checkpoint: tune.report returns only then, and the trial idles meanwhile
+        self._last_report_s = time.perf_counter() - start
 
 
 def keep_latest(checkpoint: Path, metrics: dict[str, Any], trial_dir: Path) -> None:
@@ -215,17 +227,17 @@ def lightning_devices(assigned: list, cuda_visible: str | None, cuda_count: int
 def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle | None,
               run_dir: Path, *, in_tune: bool, cpu_threads: int | None = None,
               ckpt_path: str | None = None, progress: bool = False,
-              callbacks: list[Callback] | None = None, keep_dir: Path | None = None,
+              callbacks: list[Callback] | None = None,
               unreported: dict[str, Any] | None = None) -> TrainResult:
     """Train ``fixed`` + ``params`` (params win), as one trial of a search.
 
-    In Tune, ``keep_dir`` (default ``run_dir``) holds ``latest.ckpt``; ``unreported``: see
+    In Tune, ``run_dir`` is the trial's folder in the search directory; ``unreported``: see
     :class:`TuneReportCallback`.
     """
     cfg = TrainConfig.from_dict({**fixed, **params})
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    reporter = (TuneReportCallback(keep_dir or run_dir, unreported) if in_tune
+    reporter = (TuneReportCallback(run_dir, unreported) if in_tune
                 else PrintReportCallback())
     # In Tune, checkpoints are Tune's (one per epoch, best and latest kept).
     result = train(cfg, run_dir, bundle=bundle, callbacks=[reporter, *(callbacks or [])],
@@ -250,6 +262,8 @@ def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
     for name in ("pytorch_lightning", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
     fixed = dict(fixed or {})
+    if torch.cuda.is_available():  # this process may have run a trial before (reused actor)
+        torch.cuda.reset_peak_memory_stats()
     accelerator, devices = lightning_devices(ray.get_gpu_ids(),
                                              os.environ.get("CUDA_VISIBLE_DEVICES"),
                                              torch.cuda.device_count())
@@ -264,17 +278,18 @@ def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
         ckpt_path = resume_point(Path(local) / CHECKPOINT_FILE if local else None,
                                  keep / LATEST_CHECKPOINT)
         logged = (logged_epochs or {}).get(context.get_trial_id())
-        run_trial(config, fixed, bundle, trial_dir, in_tune=True, cpu_threads=cpu_threads,
-                  ckpt_path=ckpt_path, keep_dir=keep,
-                  unreported=unreported_epoch(keep, ckpt_path, logged))
+        run_trial(config, fixed, bundle, keep, in_tune=True, cpu_threads=cpu_threads,
+                  ckpt_path=ckpt_path, unreported=unreported_epoch(keep, ckpt_path, logged))
 
 
 def stored_trial_dir(storage, trial_dir: Path) -> Path:
     """The trial's folder in the search directory, as seen from the node that runs it.
 
-    ``trial_dir`` is a staging folder on that node, which only the driver's node syncs to
-    the search directory; ``latest.ckpt`` must outlive the Ray session, so it goes straight
-    to the search directory (a path every node reaches, see ``--results_dir``).
+    ``trial_dir`` is Ray's staging folder on that node.  Ray syncs it to the search
+    directory only for a fresh trial process on the driver's node: not on another node, not
+    in a reused process, and not across Ray sessions.  So a trial writes its TensorBoard
+    events and ``latest.ckpt`` straight to the search directory (a path every node reaches,
+    see ``--results_dir``).
     """
     if getattr(storage.storage_filesystem, "type_name", "") != "local":
         return trial_dir

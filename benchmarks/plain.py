@@ -1,0 +1,120 @@
+"""textsearch against a hand-written Optuna loop, on the same space, budget and data slice.
+
+Per repetition (same seed for both), alternating: ``python -m textsearch.tune`` and
+``benchmarks/plain_optuna.py`` (TPE + SuccessiveHalvingPruner, one process), each as a user
+runs it, from the command's start to its end.  Reported: wall time, epochs trained, best
+val_acc, and seconds until an epoch came within 1 point of the best val_acc of either arm.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import REPO, Mode, fmt, per_seed_fmt, progress, stats
+
+SPACE = "cnn_emnist"
+
+
+def budget(mode: Mode) -> dict:
+    return {"num_samples": mode.plain_samples, "max_epochs": mode.plain_epochs,
+            "data_fraction": mode.plain_fraction}
+
+
+def run_textsearch(mode: Mode, results: Path, seed: int) -> dict:
+    name = f"plain-textsearch-{seed}"
+    argv = [sys.executable, "-m", "textsearch.tune", "--space", SPACE, "--results_dir", str(results),
+            "--name", name, "--seed", str(seed), "--no_report"]
+    for k, v in budget(mode).items():
+        argv += [f"--{k}", str(v)]
+    start = time.time()
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+    wall = time.time() - start
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = progress(results / name)
+    curve = sorted((r["epoch_end_at"] - start, r["val_acc"]) for r in rows)
+    # per-epoch cost beside the training loop: the epoch's checkpoint and its report (the
+    # report of epoch n is measured in epoch n + 1's row)
+    ckpt = [r["checkpoint_s"] for r in rows]
+    report = [r["report_s"] for r in rows if r["epoch"] > 1]
+    epoch = [r["epoch_s"] for r in rows]
+    return {"wall_s": wall, "epochs": len(rows), "curve": curve,
+            "best_val_acc": max(v for _, v in curve),
+            "checkpoint_s": statistics.median(ckpt), "report_s": statistics.median(report or [0.0]),
+            "epoch_s": statistics.median(epoch)}
+
+
+def run_plain(mode: Mode, seed: int) -> dict:
+    argv = [sys.executable, str(REPO / "benchmarks" / "plain_optuna.py"), "--space", SPACE,
+            "--seed", str(seed)]
+    for k, v in budget(mode).items():
+        argv += [f"--{k}", str(v)]
+    start = time.time()
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+    wall = time.time() - start
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(ln) for ln in done.stdout.splitlines() if ln.startswith("{")]
+    curve = sorted((ln["t"], ln["val_acc"]) for ln in lines if "epoch" in ln)
+    return {"wall_s": wall, "epochs": len(curve), "curve": curve,
+            "best_val_acc": max(v for _, v in curve)}
+
+
+def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
+    return next((t for t, v in curve if v >= target), None)
+
+
+def run(mode: Mode, results: Path) -> dict:
+    reps = []
+    for seed in range(mode.reps):
+        ts = run_textsearch(mode, results, seed)
+        plain = run_plain(mode, seed)
+        target = max(ts["best_val_acc"], plain["best_val_acc"]) - 0.01
+        for arm in (ts, plain):
+            arm["s_to_within_1pt"] = time_to(arm["curve"], target)
+        reps.append({"textsearch": ts, "plain": plain,
+                     "wall_ratio": ts["wall_s"] / plain["wall_s"],
+                     "val_acc_diff": ts["best_val_acc"] - plain["best_val_acc"]})
+    out = {"reps": reps, "budget": budget(mode), "wall_ratio": stats([r["wall_ratio"] for r in reps]),
+           "val_acc_diff": stats([r["val_acc_diff"] for r in reps])}
+    for arm in ("textsearch", "plain"):
+        out[arm] = {k: stats([r[arm][k] for r in reps if r[arm][k] is not None])
+                    for k in ("wall_s", "epochs", "best_val_acc", "s_to_within_1pt")}
+    out["epoch_cost"] = {k: stats([r["textsearch"][k] for r in reps])
+                         for k in ("checkpoint_s", "report_s", "epoch_s")}
+    return out
+
+
+def met(r: dict) -> bool:
+    return r["wall_ratio"]["median"] <= 0.9 and r["val_acc_diff"]["median"] >= -0.005
+
+
+def rows(r: dict) -> list[str]:
+    return [f"| same space and budget as a plain Optuna loop: textsearch wall / plain wall "
+            f"(best val_acc difference) | {fmt(r['wall_ratio'], 2)}x "
+            f"({fmt(r['val_acc_diff'], 3)}) | <= 0.9x, difference >= -0.005 | "
+            f"{'yes' if met(r) else 'no'} |"]
+
+
+def section(r: dict) -> list[str]:
+    b = r["budget"]
+    lines = ["", f"textsearch against a plain Optuna loop: `{SPACE}`, {b['num_samples']} trials, "
+             f"at most {b['max_epochs']} epochs, {b['data_fraction']:.0%} of the training split, "
+             f"{len(r['reps'])} repetitions (seeds 0..), arms alternating; median (min-max):", "",
+             "| arm | wall s | epochs | best val_acc | s to within 1 pt of the best of both, per seed |",
+             "|---|---|---|---|---|"]
+    for arm in ("textsearch", "plain"):
+        a = r[arm]
+        lines.append(f"| {arm} | {fmt(a['wall_s'])} | {fmt(a['epochs'])} | "
+                     f"{fmt(a['best_val_acc'], 3)} | "
+                     f"{per_seed_fmt([rep[arm]['s_to_within_1pt'] for rep in r['reps']])} |")
+    c = r.get("epoch_cost")
+    if c:
+        lines += ["", f"Per epoch in textsearch's trials (median of each run's median): checkpoint "
+                  f"{fmt(c['checkpoint_s'], 3)} s, report (TensorBoard flush, `latest.ckpt`, "
+                  f"`tune.report` until the search has logged it) {fmt(c['report_s'], 3)} s, "
+                  f"against an epoch of {fmt(c['epoch_s'], 2)} s."]
+    return lines
