@@ -25,16 +25,23 @@ def budget(mode: Mode) -> dict:
             "data_fraction": mode.plain_fraction}
 
 
-def run_textsearch(mode: Mode, results: Path, seed: int) -> dict:
-    name = f"plain-textsearch-{seed}"
-    argv = [sys.executable, "-m", "textsearch.tune", "--space", SPACE, "--results_dir", str(results),
-            "--name", name, "--seed", str(seed), "--no_report"]
+def timed_run(mode: Mode, seed: int, *command: str
+              ) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run one arm as a user would, with the space, seed and budget: (process, start, wall s)."""
+    argv = [sys.executable, *command, "--space", SPACE, "--seed", str(seed)]
     for k, v in budget(mode).items():
         argv += [f"--{k}", str(v)]
     start = time.time()
     done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
     wall = time.time() - start
     assert done.returncode == 0, done.stderr[-2000:]
+    return done, start, wall
+
+
+def run_textsearch(mode: Mode, results: Path, seed: int) -> dict:
+    name = f"plain-textsearch-{seed}"
+    done, start, wall = timed_run(mode, seed, "-m", "textsearch.tune", "--results_dir",
+                                  str(results), "--name", name, "--no_report")
     rows = progress(results / name)
     curve = sorted((r["epoch_end_at"] - start, r["val_acc"]) for r in rows)
     # per-epoch cost beside the training loop: the epoch's checkpoint and its report (the
@@ -49,14 +56,7 @@ def run_textsearch(mode: Mode, results: Path, seed: int) -> dict:
 
 
 def run_plain(mode: Mode, seed: int) -> dict:
-    argv = [sys.executable, str(REPO / "benchmarks" / "plain_optuna.py"), "--space", SPACE,
-            "--seed", str(seed)]
-    for k, v in budget(mode).items():
-        argv += [f"--{k}", str(v)]
-    start = time.time()
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
-    wall = time.time() - start
-    assert done.returncode == 0, done.stderr[-2000:]
+    done, _, wall = timed_run(mode, seed, str(REPO / "benchmarks" / "plain_optuna.py"))
     lines = [json.loads(ln) for ln in done.stdout.splitlines() if ln.startswith("{")]
     curve = sorted((ln["t"], ln["val_acc"]) for ln in lines if "epoch" in ln)
     return {"wall_s": wall, "epochs": len(curve), "curve": curve,

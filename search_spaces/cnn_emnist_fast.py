@@ -5,29 +5,10 @@ choice, so this is where ``num_workers`` pays off.  The search proposes trials f
 Pareto front of (val_acc, train_samples_per_s); ASHA stops trials on val_acc.
 """
 
+from textsearch.search_spaces.cnn_emnist import DEFAULTS as ACCURACY_DEFAULTS
+from textsearch.search_spaces.cnn_emnist import space  # noqa: F401  (the same parameters)
+
 DEFAULTS = {
-    "fixed": {"data_class": "EMNIST", "model_class": "CNN"},
+    **{k: v for k, v in ACCURACY_DEFAULTS.items() if k not in ("metric", "mode")},
     "objectives": {"val_acc": "max", "train_samples_per_s": "max"},
-    "max_epochs": 10,
-    "num_samples": 30,
-    "grace_period": 1,
-    "reduction_factor": 3,
 }
-
-
-def space(trial):
-    num_blocks = trial.suggest_int("num_blocks", 1, 6)
-    trial.suggest_categorical("block", ["plain", "residual"])
-    trial.suggest_categorical("batchnorm", [True, False])
-    trial.suggest_categorical("downsample", ["maxpool", "stride"])
-    # Halve the feature map after every n-th block.  Conditional on the block count: at most
-    # four halvings fit a 28x28 input (28 -> 14 -> 7 -> 4 -> 2), so 5-6 blocks need n >= 2.
-    trial.suggest_int("downsample_every", 1 if num_blocks <= 4 else 2, 3)
-    # One width range for both block types, so "plain vs residual" is not mixed up with width.
-    trial.suggest_int("conv_dim", 16, 96, log=True)
-    trial.suggest_categorical("fc_dim", [64, 128, 256])
-    trial.suggest_float("dropout", 0.0, 0.5, step=0.1)
-    trial.suggest_float("lr", 1e-4, 1e-2, log=True)
-    trial.suggest_categorical("batch_size", [64, 128, 256])
-    trial.suggest_int("num_workers", 0, 1)
-    return None

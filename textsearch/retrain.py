@@ -105,11 +105,11 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
           f"on {cfg.data_fraction:g} of the training split -> {out}", flush=True)
     started = time.time()
     result = train(cfg, out, enable_progress_bar=progress)
-    model_file = export(cfg, result.best_checkpoint, out)
-    cache_key, data_fields = data_key(cfg)
     from textsearch.training import make_datamodule
 
     bundle = make_datamodule(cfg).get_bundle()
+    model_file = export(cfg, result.best_checkpoint, out, bundle)
+    cache_key, data_fields = data_key(cfg)
     info = {
         "search": str(search_dir.resolve()),
         "trial_id": trial["trial_id"],
@@ -132,15 +132,14 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
     return out
 
 
-def export(cfg, checkpoint: str | None, out: Path) -> Path:
+def export(cfg, checkpoint: str | None, out: Path, bundle) -> Path:
     """The trained model (its best checkpoint) as TorchScript, on the CPU."""
     import torch
 
-    from textsearch.training import make_datamodule, make_lit_model
+    from textsearch.training import make_lit_model
 
     if checkpoint is None:
         raise UserError("the retrained run wrote no checkpoint to export")
-    bundle = make_datamodule(cfg).get_bundle()
     lit = make_lit_model(cfg, bundle)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     lit.load_state_dict(state["state_dict"])

@@ -166,8 +166,7 @@ def pareto_trials(settings: SearchSettings, rows: list[dict[str, Any]]) -> list[
     Only trials that ran all their epochs (COMPLETE) are on the front, each with its
     objective values; trials added by ``--warm_start`` are left out.
     """
-    study = study_trials(settings.search_dir)
-    if not study:
+    if not (settings.search_dir / STUDY_FILE).exists():
         return []
     from textsearch.searcher import load_study
 

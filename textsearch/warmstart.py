@@ -136,8 +136,7 @@ def collect(source: Path, space, objectives: list[tuple[str, str]]) -> WarmStart
         raise UserError(f"--warm_start {source}: cannot read its study: {err}") from None
     trials = study.get_trials(deepcopy=False)
     old = old_objectives(source)
-    if [m for m, _ in old] != [m for m, _ in objectives] or \
-            [d for _, d in old] != [d for _, d in objectives]:
+    if old != [tuple(o) for o in objectives]:
         out.left_out["with other objectives (" + ",".join(f"{m}:{d}" for m, d in old) + ")"] \
             += len(trials)
         return out
