@@ -52,6 +52,8 @@ class Mode:
     plain_samples: int = 8  # textsearch against a plain Optuna loop: trials,
     plain_epochs: int = 3  # epochs per trial at most,
     plain_fraction: float = 0.05  # and share of the training split
+    fixed_samples: int = 8  # same-configs run of that item: configs (at most 8),
+    fixed_epochs: int = 2  # and epochs each
 
 
 QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurrency_fraction=0.02,
@@ -59,11 +61,12 @@ QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurr
              accuracy_budget_s=45, accuracy_fraction=0.01, accuracy_epochs=2, retrain_epochs=1,
              retrain_budget_s=30, retrain_fraction=0.02, startup_trials=2, tpe_trials=4,
              tpe_seeds=1, tpe_fraction=0.01, gpu_fraction=0.05,
-             gpu_epochs=1, plain_samples=2, plain_epochs=1, plain_fraction=0.01)
+             gpu_epochs=1, plain_samples=2, plain_epochs=1, plain_fraction=0.01,
+             fixed_samples=2, fixed_epochs=1)
 FULL = Mode("full", reps=3, loader_batches=300, overhead_fraction=0.15, concurrency_fraction=0.15,
             seeds=3, search_samples=10, search_epochs=4, search_fraction=0.05,
-            accuracy_budget_s=1200, accuracy_fraction=0.1, accuracy_epochs=6, retrain_epochs=10,
-            retrain_budget_s=720)
+            accuracy_budget_s=1800, accuracy_fraction=0.1, accuracy_epochs=6, retrain_epochs=20,
+            retrain_budget_s=900)
 
 
 def stats(values: list[float]) -> dict[str, float] | None:

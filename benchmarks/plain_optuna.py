@@ -3,7 +3,8 @@
 What a user would write in 100 lines: Optuna's TPE with its SuccessiveHalvingPruner, the
 same define-by-run space as textsearch (``--space``), the same data slice, the same models,
 and a plain PyTorch training loop using every core.  Each epoch's end is printed as one JSON
-line (``{"trial", "epoch", "val_acc", "t"}``, ``t`` in seconds from the start), then the best.
+line (``{"trial", "epoch", "val_acc", "t", "epoch_s"}``, ``t`` in seconds from the start), after
+a line with each trial's config (``{"trial", "config"}``), then the best.
 
     python benchmarks/plain_optuna.py --space cnn_emnist --num_samples 8 --max_epochs 3 \\
         --data_fraction 0.05 --seed 0
@@ -36,6 +37,8 @@ def main() -> int:
     p.add_argument("--data_fraction", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--startup_trials", type=int, default=None)
+    p.add_argument("--pruner", choices=("sha", "none"), default="sha",
+                   help="sha: Optuna's SuccessiveHalvingPruner; none: every trial to max_epochs")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(torch.get_num_threads())  # every core: one process, one trial at a time
@@ -48,6 +51,7 @@ def main() -> int:
 
     def objective(trial: optuna.Trial) -> float:
         extra = space.space(trial) or {}
+        print(json.dumps({"trial": trial.number, "config": {**trial.params, **extra}}), flush=True)
         cfg = TrainConfig.from_dict({**fixed, **trial.params, **extra, "num_workers": 0,
                                      "max_epochs": args.max_epochs})
         torch.manual_seed(args.seed + trial.number)
@@ -58,6 +62,7 @@ def main() -> int:
         loss_fn = torch.nn.CrossEntropyLoss()
         val_acc = 0.0
         for epoch in range(1, args.max_epochs + 1):
+            epoch_start = time.time()
             model.train()
             for x, y in data.train_dataloader():
                 opt.zero_grad()
@@ -71,7 +76,8 @@ def main() -> int:
                     total += len(y)
             val_acc = correct / total
             print(json.dumps({"trial": trial.number, "epoch": epoch, "val_acc": val_acc,
-                              "t": time.time() - START}), flush=True)
+                              "t": time.time() - START, "epoch_s": time.time() - epoch_start}),
+                  flush=True)
             trial.report(val_acc, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -80,7 +86,8 @@ def main() -> int:
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=startup),
-        pruner=optuna.pruners.SuccessiveHalvingPruner())
+        pruner=optuna.pruners.SuccessiveHalvingPruner() if args.pruner == "sha"
+        else optuna.pruners.NopPruner())
     study.optimize(objective, n_trials=args.num_samples)
     best = max((v for t in study.trials for v in t.intermediate_values.values()), default=None)
     print(json.dumps({"best_val_acc": best, "wall_s": time.time() - START}), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from benchmarks import accuracy, data_path, gpu, lines, run, search_efficiency, tpe_startup
 from benchmarks.common import FULL, QUICK, settings_for
@@ -134,5 +135,15 @@ def test_plain_optuna_arm_runs_against_textsearch(tmp_path):
     best = max(rep["textsearch"]["best_val_acc"], rep["plain"]["best_val_acc"])
     winner = "textsearch" if rep["textsearch"]["best_val_acc"] == best else "plain"
     assert rep[winner]["s_to_within_1pt"] is not None
+    # the same-configs run: both arms trained exactly the fixed configs, each to max_epochs
+    from benchmarks.spaces import fixed_cnn
+
+    for arm in ("textsearch", "plain"):
+        fixed = rep["fixed"][arm]
+        assert fixed["epochs"] == 2, (arm, fixed["epochs"])
+        got = sorted(json.dumps({k: c[k] for k in fixed_cnn.CONFIGS[0]}, sort_keys=True)
+                     for c in fixed["configs"])
+        assert got == sorted(json.dumps(c, sort_keys=True) for c in fixed_cnn.CONFIGS[:2]), arm
+    assert rep["fixed"]["wall_ratio"] > 0
     table = "\n".join(plain.rows(res) + plain.section(res))
-    assert "plain Optuna loop" in table and "| plain |" in table
+    assert "plain Optuna loop" in table and "| plain |" in table and "fixed configs" in table

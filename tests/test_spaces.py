@@ -25,8 +25,12 @@ def test_shipped_spaces_load_and_sample():
 def test_cnn_emnist_searches_what_it_promises():
     s = spaces.load("cnn_emnist")
     _, dists = spaces.sample(s, seed=0)
-    assert {"num_blocks", "block", "batchnorm", "downsample", "num_workers", "conv_dim",
+    assert {"num_blocks", "block", "batchnorm", "downsample", "conv_dim",
             "fc_dim", "dropout", "lr", "batch_size"} <= set(dists)
+    # workers only where throughput is an objective: against accuracy alone they idle a core
+    assert "num_workers" not in dists
+    _, fast = spaces.sample(spaces.load("cnn_emnist_fast"), seed=0)
+    assert set(fast) == set(dists) | {"num_workers"}
     # never an impossible architecture, whatever the sample
     from textsearch.models import CNN
     from textsearch.training import TrainConfig

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -162,4 +161,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from textsearch.errors import exit_now
+
+    exit_now(main())

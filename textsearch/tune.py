@@ -254,4 +254,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from textsearch.errors import exit_now
+
+    exit_now(main())
