@@ -54,6 +54,8 @@ class Mode:
     plain_fraction: float = 0.05  # and share of the training split
     fixed_samples: int = 8  # same-configs run of that item: configs (at most 8),
     fixed_epochs: int = 2  # and epochs each
+    fusion_k: int = 3  # fusing trials: models fused into one,
+    fusion_seconds: float = 6.0  # and seconds of training steps per measurement
 
 
 QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurrency_fraction=0.02,
@@ -62,7 +64,7 @@ QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurr
              retrain_budget_s=30, retrain_fraction=0.02, startup_trials=2, tpe_trials=4,
              tpe_seeds=1, tpe_fraction=0.01, gpu_fraction=0.05,
              gpu_epochs=1, plain_samples=2, plain_epochs=1, plain_fraction=0.01,
-             fixed_samples=2, fixed_epochs=1)
+             fixed_samples=2, fixed_epochs=1, fusion_seconds=1.0)
 FULL = Mode("full", reps=3, loader_batches=300, overhead_fraction=0.15, concurrency_fraction=0.15,
             seeds=3, search_samples=10, search_epochs=4, search_fraction=0.05,
             accuracy_budget_s=1800, accuracy_fraction=0.1, accuracy_epochs=6, retrain_epochs=20,

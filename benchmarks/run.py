@@ -30,9 +30,10 @@ from textsearch.data import EMNIST  # noqa: E402
 ITEMS = {"data_path": "data_path", "lines": "lines", "startup": "startup", "overhead": "overhead",
          "plain": "plain",
          "concurrency": "concurrency", "search": "search_efficiency", "tpe_startup": "tpe_startup",
-         "accuracy": "accuracy", "warm_start": "warm_start", "gpu": "gpu"}
+         "accuracy": "accuracy", "warm_start": "warm_start", "fusion": "fusion",
+         "memory_format": "memory_format", "gpu": "gpu"}
 # the order of the text sections below the table
-SECTIONS = ["plain", "search", "accuracy", "tpe_startup", "warm_start", "gpu"]
+SECTIONS = ["plain", "search", "accuracy", "tpe_startup", "warm_start", "fusion", "memory_format", "gpu"]
 
 
 def item_module(item: str):

@@ -138,7 +138,7 @@ def test_plain_optuna_arm_runs_against_textsearch(tmp_path):
     # the same-configs run: both arms trained exactly the fixed configs, each to max_epochs
     from benchmarks.spaces import fixed_cnn
 
-    for arm in ("textsearch", "plain"):
+    for arm in ("textsearch", "plain", "textsearch_1x2"):
         fixed = rep["fixed"][arm]
         assert fixed["epochs"] == 2, (arm, fixed["epochs"])
         got = sorted(json.dumps({k: c[k] for k in fixed_cnn.CONFIGS[0]}, sort_keys=True)
@@ -147,3 +147,39 @@ def test_plain_optuna_arm_runs_against_textsearch(tmp_path):
     assert rep["fixed"]["wall_ratio"] > 0
     table = "\n".join(plain.rows(res) + plain.section(res))
     assert "plain Optuna loop" in table and "| plain |" in table and "fixed configs" in table
+
+
+def test_fused_trials_train_like_separate_ones():
+    """The fusion item's fused step is K independent Adam steps, and its table renders."""
+    import torch
+
+    from benchmarks import fusion
+
+    arch = fusion.ARCHS["3 residual blocks, 24 ch"]
+    nets = fusion.models(arch, 2)
+    xs, ys = torch.rand(2, 8, 1, 28, 28), torch.randint(0, fusion.CLASSES, (2, 8))
+    step, params = fusion.fused_step(nets, xs, ys, lr=1e-2)
+    step()
+    step()
+    for i, net in enumerate(nets):  # the same two steps, apart
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(2):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xs[i]), ys[i]).backward()
+            opt.step()
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(params[name][i], p.detach(), rtol=1e-3, atol=1e-4)
+    res = fusion.run(dataclasses.replace(QUICK, reps=1, fusion_k=2, fusion_seconds=0.1), None)
+    for per in res["archs"].values():
+        assert set(per) == {1, 2} and all(v["ratio"]["median"] > 0 for v in per.values())
+    assert "fused / apart" in "\n".join(fusion.rows(res) + fusion.section(res))
+
+
+def test_memory_format_item_compares_both_formats():
+    from benchmarks import memory_format
+
+    res = memory_format.run(dataclasses.replace(QUICK, reps=1, fixed_samples=1,
+                                                fusion_seconds=0.2), None)
+    (c,) = res["configs"]
+    assert c["nchw"]["median"] > 0 and c["channels_last"]["median"] > 0
+    assert "channels_last / NCHW" in "\n".join(memory_format.rows(res))
