@@ -66,9 +66,30 @@ def run_smoke(results: Path, name: str) -> tuple[dict, float]:
     return timeline(progress(results / name), start, summary_at[0] if summary_at else None), total
 
 
+# commands that must answer at once, and the exit code each must give
+QUICK_COMMANDS = {
+    "--help": (["--help"], 0),
+    "--list": (["--list"], 0),
+    "bad input": (["--space", "smoke", "--num_samples", "0"], 2),
+}
+
+
+def time_command(args: list[str], code: int) -> float:
+    """Seconds from ``python -m textsearch.tune ARGS`` to its exit, which must be ``code``."""
+    start = time.time()
+    done = subprocess.run([sys.executable, "-m", "textsearch.tune", *args], capture_output=True,
+                          text=True, cwd=REPO)
+    wall = time.time() - start
+    assert done.returncode == code, (args, done.returncode, done.stderr[-500:])
+    return wall
+
+
 def run(mode: Mode, results: Path) -> dict:
+    quick = {name: stats([time_command(*cmd) for _ in range(mode.reps)])
+             for name, cmd in QUICK_COMMANDS.items()}
     lines = [run_smoke(results, f"smoke-{rep}") for rep in range(mode.reps)]
-    return {"first_batch_s": stats([t["first_batch_s"] for t, _ in lines]),
+    return {"quick_commands_s": quick,
+            "first_batch_s": stats([t["first_batch_s"] for t, _ in lines]),
             "gap_s": stats([g for t, _ in lines for g in t["gaps_s"]]),
             "wrap_up_s": stats([t["wrap_up_s"] for t, _ in lines if t["wrap_up_s"] is not None]),
             "smoke_total_seconds": stats([total for _, total in lines]),
@@ -83,7 +104,12 @@ def rows(r: dict) -> list[str]:
 
     if "first_batch_s" not in r:  # results saved before this item measured the timeline
         return [f"| `smoke` search: total wall time | {fmt(r['smoke_total_seconds'], 1)} s | - | - |"]
-    return [row("command to the first trial's first batch", r["first_batch_s"], 8),
+    quick = r.get("quick_commands_s")
+    slowest = max(v["median"] for v in quick.values()) if quick else None
+    return ([f"| `python -m textsearch.tune` {', '.join(quick)}: seconds to exit | "
+             + "; ".join(f"{k} {fmt(v, 2)} s" for k, v in quick.items())
+             + f" | < 1.5 s | {'yes' if slowest < 1.5 else 'no'} |"] if quick else []) + [
+            row("command to the first trial's first batch", r["first_batch_s"], 8),
             row("a trial's end to the next trial's first batch", r["gap_s"], 1),
             row("the last trial's end to the printed summary", r["wrap_up_s"], 5),
             f"| `smoke` search: total wall time | {fmt(r['smoke_total_seconds'], 1)} s | - | - |"]

@@ -122,6 +122,19 @@ def test_startup_timeline_reads_first_batches_gaps_and_wrap_up():
     assert t["gaps_s"] == [0.5, 2.0]
 
 
+def test_startup_item_times_help_list_and_bad_input():
+    from benchmarks import startup
+
+    for args, code in startup.QUICK_COMMANDS.values():
+        assert startup.time_command(args, code) > 0  # and exits with the code it must
+    quick = {name: {"min": 0.4, "median": 0.5, "max": 0.6} for name in startup.QUICK_COMMANDS}
+    res = {"quick_commands_s": quick, "first_batch_s": {"min": 9, "median": 9, "max": 9},
+           "gap_s": {"min": 0, "median": 0, "max": 0}, "wrap_up_s": {"min": 1, "median": 1, "max": 1},
+           "smoke_total_seconds": {"min": 15, "median": 15, "max": 15}}
+    table = "\n".join(startup.rows(res))
+    assert "--help, --list, bad input: seconds to exit" in table and "| < 1.5 s | yes |" in table
+
+
 def test_plain_optuna_arm_runs_against_textsearch(tmp_path):
     """Both arms for real on synthetic EMNIST: the CLI search and the hand-written loop."""
     from benchmarks import plain
