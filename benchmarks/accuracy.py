@@ -19,6 +19,9 @@ from textsearch.layout import MODEL_FILE, MODEL_INFO
 from textsearch.retrain import retrain
 
 
+TARGET = 0.85  # test accuracy on the sample's natural class mix
+
+
 def retrain_epochs(mode: Mode, samples_per_s: float, train_size: int) -> int:
     """Epochs of the full-split retraining that fit its time budget at the measured rate."""
     return max(1, min(mode.retrain_epochs, int(mode.retrain_budget_s * samples_per_s / train_size)))
@@ -69,8 +72,8 @@ def rows(r: dict) -> list[str]:
 
     lines.append(f"| accuracy: best config of a {r['search_budget_s'] / 60:.0f}-min search, retrained "
                  f"{r['retrain_epochs']} epochs on {r['retrain_fraction']:.0%} of the training split: test accuracy | "
-                 f"**{r['test_acc']:.4f}** (1 run) | EMNIST paper ByClass baseline {r['paper_byclass_opium']:.2%} | "
-                 f"{'above' if r['test_acc'] > r['paper_byclass_opium'] else 'below'} (see below) |")
+                 f"**{r['test_acc']:.4f}** (1 run) | >= {TARGET:.0%} (published CNNs: 88.4-88.6%) | "
+                 f"{'yes' if r['test_acc'] >= TARGET else 'no'} |")
     return lines
 
 
