@@ -18,7 +18,6 @@ from textsearch.data import EMNIST, DataConfig
 from textsearch.layout import MODEL_FILE, MODEL_INFO
 from textsearch.retrain import retrain
 
-
 TARGET = 0.85  # test accuracy on the sample's natural class mix
 
 
