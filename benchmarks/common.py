@@ -8,6 +8,7 @@ import platform
 import statistics
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,17 @@ def stats(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def samples_per_s(step, samples_per_step: int, seconds: float) -> float:
+    """Training samples/s of ``step()`` repeated for ``seconds``, after one warm-up step
+    (in which oneDNN picks its kernels)."""
+    step()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        n += 1
+    return n * samples_per_step / (time.perf_counter() - start)
 
 
 def per_seed_fmt(values: list[float | None], digits: int = 0) -> str:

@@ -15,12 +15,11 @@ Reported: training samples/s of all K models together, fused / apart.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import Mode, fmt, stats
+from benchmarks.common import Mode, fmt, samples_per_s, stats
 from textsearch.models import CNN, CNNConfig
 
 # two architectures of the cnn_emnist space, without BatchNorm (its running statistics are
@@ -43,15 +42,6 @@ def models(arch: CNNConfig, k: int) -> list[torch.nn.Module]:
     return [CNN((1, 28, 28), CLASSES, arch) for _ in range(k)]
 
 
-def rate(step, samples_per_step: int, seconds: float) -> float:
-    step()  # warm-up: oneDNN picks its kernels
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        n += 1
-    return n * samples_per_step / (time.perf_counter() - start)
-
-
 def apart_rate(arch: CNNConfig, k: int, seconds: float) -> float:
     nets = models(arch, k)
     opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in nets]
@@ -63,7 +53,7 @@ def apart_rate(arch: CNNConfig, k: int, seconds: float) -> float:
             torch.nn.functional.cross_entropy(m(xs[i]), ys[i]).backward()
             opt.step()
 
-    return rate(step, k * BATCH, seconds)
+    return samples_per_s(step, k * BATCH, seconds)
 
 
 def fused_step(nets: list[torch.nn.Module], xs: torch.Tensor, ys: torch.Tensor, lr: float = 1e-3):
@@ -94,7 +84,7 @@ def fused_step(nets: list[torch.nn.Module], xs: torch.Tensor, ys: torch.Tensor, 
 def fused_rate(arch: CNNConfig, k: int, seconds: float) -> float:
     xs, ys = torch.rand(k, BATCH, 1, 28, 28), torch.randint(0, CLASSES, (k, BATCH))
     step, _ = fused_step(models(arch, k), xs, ys)
-    return rate(step, k * BATCH, seconds)
+    return samples_per_s(step, k * BATCH, seconds)
 
 
 def run(mode: Mode, results: Path) -> dict:

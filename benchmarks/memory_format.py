@@ -7,23 +7,15 @@ alternately, ``mode.reps`` times.  Reported: training samples/s, channels_last /
 
 from __future__ import annotations
 
-import importlib.util
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import BENCH_SPACES, Mode, fmt, stats
+from benchmarks.common import Mode, fmt, samples_per_s, stats
+from benchmarks.spaces.fixed_cnn import CONFIGS
 from textsearch.training import TrainConfig, make_model
 
 CLASSES = 62
-
-
-def fixed_configs() -> list[dict]:
-    spec = importlib.util.spec_from_file_location("fixed_cnn", BENCH_SPACES / "fixed_cnn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.CONFIGS
 
 
 def train_rate(config: dict, channels_last: bool, seconds: float) -> float:
@@ -42,12 +34,7 @@ def train_rate(config: dict, channels_last: bool, seconds: float) -> float:
         torch.nn.functional.cross_entropy(forward(x), y).backward()
         opt.step()
 
-    step()
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        n += 1
-    return n * cfg.batch_size / (time.perf_counter() - start)
+    return samples_per_s(step, cfg.batch_size, seconds)
 
 
 def run(mode: Mode, results: Path | None) -> dict:
@@ -55,7 +42,7 @@ def run(mode: Mode, results: Path | None) -> dict:
     torch.set_num_threads(1)
     out = []
     try:
-        for config in fixed_configs()[: mode.fixed_samples]:
+        for config in CONFIGS[: mode.fixed_samples]:
             nchw, nhwc = [], []
             for _ in range(mode.reps):
                 nchw.append(train_rate(config, False, mode.fusion_seconds / 2))

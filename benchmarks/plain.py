@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, Mode, fmt, per_seed_fmt, progress, stats
+from benchmarks.common import BENCH_SPACES, REPO, Mode, fmt, per_seed_fmt, progress, stats
 
 SPACE = "cnn_emnist"
-FIXED_SPACE = "benchmarks/spaces/fixed_cnn.py"
+FIXED_SPACE = str(BENCH_SPACES / "fixed_cnn.py")
 
 
 def budget(mode: Mode) -> dict:
@@ -167,7 +167,7 @@ def section(r: dict) -> list[str]:
         b = r["fixed_budget"]
         ts, pl, one = f["textsearch"], f["plain"], f["textsearch_1x2"]
         lines += ["", f"The same work in both arms: the {b['num_samples']} configs of "
-                  f"`{FIXED_SPACE}`, {b['max_epochs']} epochs each, no early stopping, "
+                  f"`{Path(FIXED_SPACE).relative_to(REPO)}`, {b['max_epochs']} epochs each, no early stopping, "
                   f"{b['data_fraction']:.0%} of the training split; median (min-max):", "",
                   "| arm | wall s | epochs | s per epoch (train + validation) | sum of epochs s |",
                   "|---|---|---|---|---|"]
