@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -180,6 +181,69 @@ def test_damaged_cache_is_detected_and_rebuilt(fresh_root, caplog):
         assert emnist.read_cache(path, None) is None
     assert "fails its CRC32 check" in caplog.text
     np.testing.assert_array_equal(EMNIST(balance=False).get_bundle().x_test, good.x_test)
+
+
+def count_cache_reads(monkeypatch) -> tuple[list[Path], list[int]]:
+    """(paths the cache is opened at for reading, CRC32s computed), counted around the real
+    :func:`emnist.open_cache` and :func:`emnist.crc`."""
+    reads: list[Path] = []
+    crcs: list[int] = []
+    real_open, real_crc = emnist.open_cache, emnist.crc
+
+    def open_cache(path, mode="r"):
+        if mode == "r":
+            reads.append(Path(path))
+        return real_open(path, mode)
+
+    def crc(a):
+        crcs.append(real_crc(a))
+        return crcs[-1]
+
+    monkeypatch.setattr(emnist, "open_cache", open_cache)
+    monkeypatch.setattr(emnist, "crc", crc)
+    return reads, crcs
+
+
+def test_start_up_reads_and_checks_the_cache_once(fresh_root, monkeypatch):
+    write_emnist(fresh_root / "downloaded" / "emnist")
+    EMNIST(balance=False).get_bundle()  # builds the cache
+    reads, crcs = count_cache_reads(monkeypatch)
+    dm = EMNIST(DataConfig(batch_size=32), balance=False)
+    dm.prepare_data()  # what the search does before its first trial
+    bundle = dm.get_bundle()
+    dm.setup()
+    next(iter(dm.train_dataloader()))
+    dm.prepare_data()  # Lightning's fit calls it again
+    assert reads == [emnist.cache_path(False)]
+    assert len(crcs) == 4  # x/y of train and test, each checked once
+    assert dm.get_bundle() is bundle
+
+
+def test_damaged_cache_is_read_once_and_rebuilt(fresh_root, monkeypatch, caplog):
+    write_emnist(fresh_root / "downloaded" / "emnist")
+    good = EMNIST(balance=False).get_bundle()
+    path = emnist.cache_path(False)
+    with h5py.File(path, "r+") as f:
+        f["x_train"][0, 0, 0] = f["x_train"][0, 0, 0] ^ 0xFF
+    reads, _ = count_cache_reads(monkeypatch)
+    dm = EMNIST(balance=False)
+    with caplog.at_level("WARNING"):
+        dm.prepare_data()
+        bundle = dm.get_bundle()
+    assert "fails its CRC32 check" in caplog.text
+    assert reads == [path]  # the damaged read; the rebuilt arrays are used as they were built
+    np.testing.assert_array_equal(bundle.x_trainval, good.x_trainval)
+    assert emnist.read_cache(path, None) is not None  # the rebuilt cache is valid on disk
+
+
+def test_cache_whose_raw_files_moved_away_is_used(fresh_root, monkeypatch):
+    folder = fresh_root / "downloaded" / "emnist"
+    write_emnist(folder)
+    good = EMNIST(balance=False).get_bundle()
+    shutil.rmtree(folder)
+    reads, _ = count_cache_reads(monkeypatch)
+    np.testing.assert_array_equal(EMNIST(balance=False).get_bundle().x_test, good.x_test)
+    assert reads == [emnist.cache_path(False)]
 
 
 def test_stale_cache_from_other_raw_files_is_rebuilt(fresh_root):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from textsearch.errors import UserError
-from textsearch.models import CNN, MLP, CNNConfig, ResidualBlock
+from textsearch.models import CNN, MLP, CNNConfig, ModelConfigError, ResidualBlock
 from textsearch.models.cnn import ConvBlock
 
 
@@ -59,9 +59,9 @@ def test_conv_block_is_the_labs_block():
 
 
 def test_too_many_halvings_are_refused():
-    with pytest.raises(UserError, match="impossible architecture"):
+    with pytest.raises(ModelConfigError, match="impossible architecture"):
         CNN((1, 28, 28), 10, CNNConfig(num_blocks=6, downsample_every=1, downsample="stride"))
-    with pytest.raises(UserError, match="impossible architecture"):
+    with pytest.raises(ModelConfigError, match="impossible architecture"):
         CNN((1, 4, 4), 10, CNNConfig(num_blocks=4, downsample_every=1))
 
 
@@ -71,15 +71,28 @@ def test_too_many_halvings_are_refused():
     ({"conv_dim": 0}, "conv_dim"), ({"fc_dim": -3}, "fc_dim"), ({"dropout": 1.0}, "dropout"),
 ])
 def test_bad_cnn_options(kwargs, match):
-    with pytest.raises(UserError, match=match):
+    with pytest.raises(ModelConfigError, match=match):
         CNN((1, 28, 28), 10, CNNConfig(**kwargs))
+    with pytest.raises(UserError, match=match):  # the same rule, checking a user's config
+        CNNConfig(**kwargs).validate()
 
 
 def test_mlp_shape_and_bad_sizes():
     mlp = MLP((1, 28, 28), 10, fc1=32, fc2=16, dropout=0.1)
     assert mlp(torch.rand(3, 1, 28, 28)).shape == (3, 10)
-    with pytest.raises(UserError):
+    with pytest.raises(ModelConfigError, match="fc1 and fc2 must be positive"):
         MLP((1, 28, 28), 10, fc1=0)
+
+
+def test_model_errors_become_user_errors_where_a_config_builds_the_model():
+    from textsearch.training import TrainConfig, make_model
+
+    assert not issubclass(ModelConfigError, UserError)
+    cfg = TrainConfig(num_blocks=6, downsample_every=1, downsample="stride")
+    with pytest.raises(UserError, match="impossible architecture"):
+        make_model(cfg, (1, 28, 28), 10)
+    with pytest.raises(UserError, match="fc1 and fc2 must be positive"):
+        make_model(TrainConfig(model_class="MLP", fc1=0), (1, 28, 28), 10)
 
 
 def test_cnn_runs_channels_last_with_the_same_values():

@@ -107,3 +107,60 @@ def test_cnn_emnist_offers_both_blocks_the_same_widths():
     for block in ("plain", "residual"):
         _, dists = spaces.sample(s, 0, pinned={"block": block})
         assert (dists["conv_dim"].low, dists["conv_dim"].high) == (16, 96)
+
+
+def test_answering_trial_checks_given_values_against_conditional_ranges():
+    """Warm start's use: an old trial's values, each kept only where the new range takes it."""
+    s = spaces.load("cnn_emnist")
+    old = {"num_blocks": 6, "downsample_every": 1, "block": "residual", "batchnorm": 1,
+           "dropout": 0.25, "lr": 3e-3, "colour": "red"}
+    replay = spaces.AnsweringTrial(old)
+    s.space(replay)
+    # 6 blocks narrow downsample_every to [2, 3]; batchnorm's 1 is not the choice True;
+    # dropout 0.25 is off its 0.1 step
+    assert replay.dropped == ["batchnorm", "downsample_every", "dropout"]
+    assert replay.params == {"num_blocks": 6, "block": "residual", "lr": 3e-3}
+    assert set(replay.distributions) == set(replay.params)
+    assert (replay.distributions["num_blocks"].low, replay.distributions["num_blocks"].high) == (1, 6)
+    assert "colour" not in replay.asked and {"conv_dim", "fc_dim", "batch_size"} <= replay.asked
+    with pytest.raises(AttributeError, match="suggest_"):
+        replay.set_user_attr("a", 1)
+
+
+def test_answering_trial_with_a_trial_draws_the_rest_and_strict_refuses():
+    import optuna
+
+    s = spaces.load("cnn_emnist")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    pinned = spaces.AnsweringTrial({"num_blocks": 5}, study.ask(), strict=True)
+    s.space(pinned)
+    assert pinned.params["num_blocks"] == 5 and pinned.dropped == []
+    assert pinned.params["downsample_every"] in (2, 3)  # drawn from the range 5 blocks give
+    assert set(pinned.params) == set(pinned.distributions) == pinned.asked
+    strict = spaces.AnsweringTrial({"num_blocks": 5, "downsample_every": 1}, study.ask(),
+                                   strict=True)
+    with pytest.raises(spaces.AnswerOutOfRange) as err:
+        s.space(strict)
+    assert (err.value.name, err.value.value) == ("downsample_every", 1)
+    assert (err.value.distribution.low, err.value.distribution.high) == (2, 3)
+
+
+@pytest.mark.parametrize("value,kind,args,inside", [
+    (3, "int", (1, 6), True), (7, "int", (1, 6), False), (3.0, "int", (1, 6), True),
+    (3.5, "int", (1, 6), False), (True, "int", (0, 6), False), (4, "int", (0, 8, 2), True),
+    (3, "int", (0, 8, 2), False), (0.3, "float", (0.0, 0.5, 0.1), True),
+    (0.25, "float", (0.0, 0.5, 0.1), False), (0.25, "float", (0.0, 0.5), True),
+    ("0.3", "float", (0.0, 0.5), False), ("plain", "cat", ["plain", "residual"], True),
+    ("dense", "cat", ["plain", "residual"], False), (1, "cat", [True, False], False),
+    (True, "cat", [True, False], True), (64, "cat", [64, 128], True),
+])
+def test_in_distribution(value, kind, args, inside):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if kind == "cat":
+        dist = CategoricalDistribution(args)
+    else:
+        low, high, *step = args
+        cls = IntDistribution if kind == "int" else FloatDistribution
+        dist = cls(low, high, step=step[0] if step else (1 if kind == "int" else None))
+    assert spaces.in_distribution(value, dist) is inside

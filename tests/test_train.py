@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from tests.conftest import run_cli, run_main
+from textsearch.config import TrainConfig
 from textsearch.train import main as train_main
+from textsearch.training import CONFIG_FILE
 
 
 def test_train_cli_prints_val_and_test_accuracy(tmp_path):
@@ -22,6 +25,20 @@ def test_train_cli_prints_val_and_test_accuracy(tmp_path):
     assert val > 0.3 and test > 0.3
     assert (tmp_path / "r1" / "checkpoints" / "best.ckpt").exists()
     assert f"tensorboard --logdir {tmp_path / 'r1'}" in proc.stdout
+
+
+def test_train_cli_writes_the_config_it_ran(tmp_path, capsys):
+    code, err = run_main(train_main, ["--model_class", "MLP", "--fc1", "16", "--fc2", "8",
+                                      "--lr", "0.003", "--no-balance", "--max_epochs", "1",
+                                      "--limit_train_batches", "2", "--limit_val_batches", "1",
+                                      "--batch_size", "16", "--runs_dir", str(tmp_path),
+                                      "--name", "c", "--no_progress_bar"], capsys)
+    assert code == 0, err
+    given = TrainConfig(model_class="MLP", fc1=16, fc2=8, lr=0.003, balance=False, max_epochs=1,
+                        limit_train_batches=2, limit_val_batches=1, batch_size=16)
+    written = json.loads((tmp_path / "c" / CONFIG_FILE).read_text())
+    assert written == given.to_dict()
+    assert TrainConfig.from_dict(written) == given
 
 
 BAD = [

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from pytorch_lightning.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from textsearch.errors import UserError
-from textsearch.training import TrainConfig, evaluate_checkpoint, train
+from textsearch.training import (
+    TrainConfig,
+    evaluate_checkpoint,
+    make_datamodule,
+    make_lit_model,
+    model_from_checkpoint,
+    train,
+)
 
 
 class Spy(Callback):
@@ -47,7 +55,7 @@ def test_short_fit_learns_tests_best_checkpoint_and_logs(tmp_path):
     result = train(tiny(max_epochs=3), tmp_path / "run", enable_progress_bar=False)
     assert result.test_acc is not None and result.test_acc > 0.5  # chance is 0.1
     assert result.best_checkpoint and result.best_checkpoint.endswith("best.ckpt")
-    again = evaluate_checkpoint(tiny(max_epochs=3), result.best_checkpoint)
+    again = evaluate_checkpoint(result.best_checkpoint)  # the config comes from the checkpoint
     assert again["test_acc"] == pytest.approx(result.test_acc, abs=1e-6)
     ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     ea.Reload()
@@ -57,6 +65,43 @@ def test_short_fit_learns_tests_best_checkpoint_and_logs(tmp_path):
     assert ea.Scalars("train_samples_per_s")[0].value > 0
     content = ea.PluginTagToContent("hparams")
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+
+
+def test_checkpoint_alone_rebuilds_its_model(tmp_path):
+    cfg = tiny(num_blocks=2, block="residual", batchnorm=True, limit_train_batches=3)
+    result = train(cfg, tmp_path / "run", test=False, enable_progress_bar=False)
+    loaded_cfg, lit = model_from_checkpoint(result.best_checkpoint)
+    assert loaded_cfg == cfg
+    bundle = make_datamodule(cfg).get_bundle()
+    assert lit.data_info == {"input_dims": [1, 28, 28], "num_classes": 83,
+                             "mapping": bundle.mapping}
+    # the same outputs as the model built from the config and data by hand
+    by_hand = make_lit_model(cfg, bundle)
+    by_hand.load_state_dict(torch.load(result.best_checkpoint, weights_only=True)["state_dict"])
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = lit(x)
+        torch.testing.assert_close(out, by_hand.eval()(x), rtol=0, atol=0)
+        assert not torch.allclose(out, make_lit_model(cfg, bundle).eval()(x))  # trained weights
+    # the data can be handed over in memory, or read from the cache its config names
+    on_val = evaluate_checkpoint(result.best_checkpoint, bundle, split="val")
+    assert on_val == evaluate_checkpoint(result.best_checkpoint, split="val")
+    assert on_val["val_acc"] == pytest.approx(result.metrics["best_val_acc"], abs=1e-6)
+
+
+def test_missing_damaged_and_foreign_checkpoints_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        model_from_checkpoint(tmp_path / "nope.ckpt")
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(b"PK\x03\x04 not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        model_from_checkpoint(damaged)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "epoch": 3}, foreign)
+    with pytest.raises(UserError, match="not a textsearch checkpoint"):
+        model_from_checkpoint(foreign)
+    with pytest.raises(UserError, match="not a textsearch checkpoint"):
+        evaluate_checkpoint(foreign)
 
 
 def test_overfit_batches_validates_on_the_batches_it_overfits(tmp_path):

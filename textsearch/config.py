@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from textsearch.errors import UserError
 from textsearch.options import option, subset
 
-MODEL_NAMES = ("MLP", "CNN")  # textsearch.models.MODEL_CLASSES
+MODEL_NAMES = ("MLP", "CNN")  # built by textsearch.training.make_model
 DATA_NAMES = ("EMNIST", "MNIST", "EMNISTLines")  # textsearch.data.DATA_CLASSES
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 
@@ -113,20 +113,30 @@ class CNNConfig:
     fc_dim: int = option(128, "CNN: hidden fully-connected width", minimum=0, above=True)
     dropout: float = option(0.5, "dropout probability in [0, 1) (CNN and MLP)", minimum=0)
 
-    def validate(self) -> None:
+    def problem(self) -> str | None:
+        """The first reason these options cannot build a CNN, as a sentence (None: they can).
+
+        One home for the rules: :meth:`validate` raises it as a :class:`UserError`, the CNN
+        as its own :class:`textsearch.models.errors.ModelConfigError`.
+        """
         if not 1 <= self.num_blocks <= 6:
-            raise UserError(f"num_blocks must be between 1 and 6, got {self.num_blocks}")
+            return f"num_blocks must be between 1 and 6, got {self.num_blocks}"
         if self.block not in BLOCKS:
-            raise UserError(f"block must be one of {', '.join(BLOCKS)}, got {self.block!r}")
+            return f"block must be one of {', '.join(BLOCKS)}, got {self.block!r}"
         if self.downsample not in DOWNSAMPLES:
-            raise UserError(
-                f"downsample must be one of {', '.join(DOWNSAMPLES)}, got {self.downsample!r}")
+            return f"downsample must be one of {', '.join(DOWNSAMPLES)}, got {self.downsample!r}"
         if self.downsample_every < 1:
-            raise UserError(f"downsample_every must be >= 1, got {self.downsample_every}")
+            return f"downsample_every must be >= 1, got {self.downsample_every}"
         if self.conv_dim <= 0 or self.fc_dim <= 0:
-            raise UserError(f"conv_dim and fc_dim must be positive, got {self.conv_dim}, {self.fc_dim}")
+            return f"conv_dim and fc_dim must be positive, got {self.conv_dim}, {self.fc_dim}"
         if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
+            return f"dropout must be in [0, 1), got {self.dropout}"
+        return None
+
+    def validate(self) -> None:
+        problem = self.problem()
+        if problem is not None:
+            raise UserError(problem)
 
 
 @dataclass
@@ -204,32 +214,24 @@ class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptio
     dataclasses above and the models' :class:`CNNConfig` and :class:`MLPConfig`.
     """
 
-    extra: dict[str, Any] = field(default_factory=dict)  # ignored keys (e.g. search metadata)
-
     @classmethod
     def field_types(cls) -> dict[str, type]:
         hints = typing.get_type_hints(cls)
-        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "extra"}
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], strict: bool = True) -> TrainConfig:
-        """Build a config, checking names and types; unknown names are errors if ``strict``."""
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build a config, checking names and types; an unknown name is an error."""
         types = cls.field_types()
         kwargs: dict[str, Any] = {}
-        extra = {}
         for name, value in values.items():
             if name not in types:
-                if strict:
-                    raise UserError(f"unknown config key {name!r}; known: {', '.join(types)}")
-                extra[name] = value
-                continue
+                raise UserError(f"unknown config key {name!r}; known: {', '.join(types)}")
             kwargs[name] = check_option(name, coerce(name, value, types[name]))
-        return cls(**kwargs, extra=extra)
+        return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.pop("extra")
-        return d
+        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         if self.model_class not in MODEL_NAMES:

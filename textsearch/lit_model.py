@@ -4,25 +4,42 @@ Logged per epoch: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (and 
 ``test_acc`` when testing), ``train_samples_per_s`` (training images per second of the
 training loop, validation excluded) and ``epoch_s`` (wall seconds of the whole epoch).
 A search's trials also report :meth:`LitModel.model_stats` (size and inference speed).
+
+Every checkpoint holds, besides Lightning's state, the full config the model was built from
+(:data:`CONFIG_KEY`) and what it was built for (:data:`DATA_KEY`: input dims, number of
+classes, the class mapping), so a checkpoint alone rebuilds its model
+(:func:`textsearch.training.model_from_checkpoint`).
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torchmetrics
 from torch import nn
 
+CONFIG_KEY = "textsearch_config"  # in a checkpoint: the TrainConfig dict of the run
+DATA_KEY = "textsearch_data"  # in a checkpoint: input_dims, num_classes, mapping
+
 
 class LitModel(pl.LightningModule):
-    """lr: learning rate of Adam. one_cycle_max_lr: if set, a one-cycle schedule peaking there."""
+    """lr: learning rate of Adam. one_cycle_max_lr: if set, a one-cycle schedule peaking there.
+
+    config: the full config the model was built from (``TrainConfig.to_dict()``) and data:
+    what it was built for (``input_dims``, ``num_classes``, ``mapping``); both are saved in
+    every checkpoint, unchanged.
+    """
 
     def __init__(self, model: nn.Module, num_classes: int, lr: float = 1e-3,
-                 one_cycle_max_lr: float | None = None, weight_decay: float = 0.0):
+                 one_cycle_max_lr: float | None = None, weight_decay: float = 0.0,
+                 config: dict[str, Any] | None = None, data: dict[str, Any] | None = None):
         super().__init__()
         self.model = model
+        self.run_config = config
+        self.data_info = data
         self.lr = lr
         self.one_cycle_max_lr = one_cycle_max_lr
         self.weight_decay = weight_decay
@@ -61,6 +78,12 @@ class LitModel(pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test", self.test_acc)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint[CONFIG_KEY] = dict(self.run_config)
+        if self.data_info is not None:
+            checkpoint[DATA_KEY] = dict(self.data_info)
 
     # -- throughput ---------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:

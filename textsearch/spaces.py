@@ -22,7 +22,7 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -200,9 +200,11 @@ def sample(space: SearchSpace, seed: int, pinned: dict[str, str] | None = None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
-    trial = _PinnedTrial(study.ask(), pinned or {})
+    trial = AnsweringTrial(pinned or {}, study.ask(), strict=True, convert=_typed_for_distribution)
     try:
         ret = space.space(trial)
+    except AnswerOutOfRange as err:
+        raise PinOutOfRange(_out_of_range_text(err)) from None
     except PinError:
         raise
     except Exception as err:
@@ -227,59 +229,111 @@ class PinOutOfRange(PinError):
     """A ``--set`` value outside the range the space gives it in one sample."""
 
 
-class _PinnedTrial:
-    """An Optuna trial whose pinned parameters are checked, then returned as pinned.
+class AnswerOutOfRange(ValueError):
+    """A given value that the distribution a space asks for it with cannot take."""
 
-    The space function calls ``suggest_*`` with the range that follows from the values
-    drawn (or pinned) before, so each pin is checked against exactly that range.
+    def __init__(self, name: str, value: Any,
+                 distribution: optuna.distributions.BaseDistribution) -> None:
+        super().__init__(f"{name}: {value!r} is not in {distribution}")
+        self.name, self.value, self.distribution = name, value, distribution
+
+
+def in_distribution(value: Any, distribution: optuna.distributions.BaseDistribution) -> bool:
+    """Whether ``distribution`` can take ``value``: one of its choices (a bool only as a
+    bool), or a number within its bounds and on its step (a whole number for an int one)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    d = distribution
+    if isinstance(d, CategoricalDistribution):
+        return any(c == value and isinstance(c, bool) == isinstance(value, bool) for c in d.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if not d.low <= value <= d.high:
+        return False
+    if isinstance(d, IntDistribution):
+        return float(value).is_integer() and (int(value) - d.low) % d.step == 0
+    if isinstance(d, FloatDistribution):
+        if d.step is None:
+            return True
+        k = (value - d.low) / d.step
+        return abs(k - round(k)) < 1e-8  # Optuna's own tolerance for a stepped float
+    return False
+
+
+class AnsweringTrial:
+    """Stands in for an Optuna trial, answering ``suggest_*`` from values given beforehand.
+
+    A space function asks for each parameter with the distribution that follows from the
+    answers before it (a conditional range), so each given value is checked against exactly
+    that distribution (:func:`in_distribution`):
+
+    - inside it, the value is the answer, recorded in ``params`` and ``distributions``;
+    - outside it, ``strict`` raises :class:`AnswerOutOfRange`; otherwise the value is still
+      the answer (the space goes on with it) and its name goes to ``dropped``.
+
+    A parameter without a given value is drawn by ``trial`` (an Optuna trial, and recorded
+    like a given one) or, without a trial, answered with the low end or the first choice
+    and left unrecorded.  ``asked``: every parameter the space asked for.
+    ``convert(name, value, distribution)``: turns a given value into the distribution's
+    type before the check (the text of ``--set``); it may raise.
+
+    ``--set`` pins: the pins are the given values, ``trial`` draws the rest, ``strict``.
+    Warm start: an old trial's values, no trial, not strict.
     """
 
-    def __init__(self, trial: optuna.Trial, pins: dict[str, str]) -> None:
-        self._trial, self._pins = trial, pins
-        self._pinned: dict[str, Any] = {}
-        self._pinned_dists: dict[str, optuna.distributions.BaseDistribution] = {}
+    def __init__(self, answers: dict[str, Any], trial: optuna.Trial | None = None, *,
+                 strict: bool = False,
+                 convert: Callable[[str, Any, Any], Any] | None = None) -> None:
+        self._answers, self._trial, self._strict, self._convert = answers, trial, strict, convert
+        self.params: dict[str, Any] = {}
+        self.distributions: dict[str, optuna.distributions.BaseDistribution] = {}
+        self.dropped: list[str] = []
+        self.asked: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._trial, name)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {**self._trial.params, **self._pinned}
-
-    @property
-    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        return {**self._trial.distributions, **self._pinned_dists}
-
-    @property
-    def used_pins(self) -> set[str]:
-        return set(self._pinned)
-
-    def _pin(self, name: str, dist) -> Any:
-        value = _typed_for_distribution(name, self._pins[name], dist)
-        self._pinned[name], self._pinned_dists[name] = value, dist
-        return value
+        trial = self.__dict__.get("_trial")
+        if trial is None:
+            raise AttributeError(f"{type(self).__name__} without a trial offers suggest_* only, "
+                                 f"not {name}")
+        return getattr(trial, name)
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-        if name in self._pins:
-            from optuna.distributions import IntDistribution
+        from optuna.distributions import IntDistribution
 
-            return self._pin(name, IntDistribution(low, high, step=step, log=log))
-        return self._trial.suggest_int(name, low, high, step=step, log=log)
+        return self._answer(name, IntDistribution(low, high, step=step, log=log),
+                            lambda t: t.suggest_int(name, low, high, step=step, log=log))
 
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
                       log: bool = False) -> float:
-        if name in self._pins:
-            from optuna.distributions import FloatDistribution
+        from optuna.distributions import FloatDistribution
 
-            return self._pin(name, FloatDistribution(low, high, step=step, log=log))
-        return self._trial.suggest_float(name, low, high, step=step, log=log)
+        return self._answer(name, FloatDistribution(low, high, step=step, log=log),
+                            lambda t: t.suggest_float(name, low, high, step=step, log=log))
 
-    def suggest_categorical(self, name: str, choices) -> Any:
-        if name in self._pins:
-            from optuna.distributions import CategoricalDistribution
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        from optuna.distributions import CategoricalDistribution
 
-            return self._pin(name, CategoricalDistribution(list(choices)))
-        return self._trial.suggest_categorical(name, choices)
+        return self._answer(name, CategoricalDistribution(list(choices)),
+                            lambda t: t.suggest_categorical(name, choices))
+
+    def _answer(self, name: str, dist: optuna.distributions.BaseDistribution,
+                draw: Callable[[optuna.Trial], Any]) -> Any:
+        self.asked.add(name)
+        if name in self._answers:
+            value = self._answers[name]
+            if self._convert is not None:
+                value = self._convert(name, value, dist)
+            if not in_distribution(value, dist):
+                if self._strict:
+                    raise AnswerOutOfRange(name, value, dist)
+                self.dropped.append(name)
+                return value
+        elif self._trial is not None:
+            value = draw(self._trial)
+        else:
+            return _first(dist)
+        self.params[name], self.distributions[name] = value, dist
+        return value
 
 
 PIN_TRIES = 64  # samples tried for one that agrees with every pin
@@ -329,7 +383,15 @@ def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
     return params, fixed
 
 
+def _first(dist: optuna.distributions.BaseDistribution) -> Any:
+    """The answer to a parameter nothing answers: the first choice, or the low end."""
+    from optuna.distributions import CategoricalDistribution
+
+    return dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
+
+
 def _typed_for_distribution(key: str, text: str, dist) -> Any:
+    """A ``--set`` text as the distribution's type: the choice it names, or a number."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
     if isinstance(dist, CategoricalDistribution):
@@ -344,12 +406,19 @@ def _typed_for_distribution(key: str, text: str, dist) -> Any:
                     pass
         raise PinOutOfRange(f"--set {key}: {text!r} is not one of {list(dist.choices)}")
     try:
-        value = int(text) if isinstance(dist, IntDistribution) else float(text)
+        return int(text) if isinstance(dist, IntDistribution) else float(text)
     except ValueError:
         kind = "an integer" if isinstance(dist, IntDistribution) else "a number"
         raise PinError(f"--set {key}: expected {kind}, got {text!r}") from None
-    if not dist._contains(dist.to_internal_repr(value)):
-        step = f" in steps of {dist.step}" if getattr(dist, "step", None) not in (None, 1) else ""
-        raise PinOutOfRange(f"--set {key}: {value} is outside the range [{dist.low}, {dist.high}]"
-                            f"{step} that the space gives it with the other values pinned")
-    return value
+
+
+def _out_of_range_text(err: AnswerOutOfRange) -> str:
+    """The ``--set`` error for a pin outside what the space gives it in one sample."""
+    from optuna.distributions import CategoricalDistribution
+
+    dist = err.distribution
+    if isinstance(dist, CategoricalDistribution):
+        return f"--set {err.name}: {err.value!r} is not one of {list(dist.choices)}"
+    step = f" in steps of {dist.step}" if getattr(dist, "step", None) not in (None, 1) else ""
+    return (f"--set {err.name}: {err.value} is outside the range [{dist.low}, {dist.high}]"
+            f"{step} that the space gives it with the other values pinned")

@@ -5,8 +5,10 @@ Example::
     python -m textsearch.train --model_class CNN --data_class EMNIST --max_epochs 1 \\
         --num_blocks 2 --block residual --batchnorm --downsample stride
 
-TensorBoard logs and the best checkpoint go to ``<runs_dir>/<name>/``; the best checkpoint
-is tested at the end and ``val_acc`` / ``test_acc`` are printed.
+TensorBoard logs, the best checkpoint and ``config.json`` (the full config the run ran) go
+to ``<runs_dir>/<name>/``; the best checkpoint is tested at the end and ``val_acc`` /
+``test_acc`` are printed.  The checkpoint holds that config too:
+:func:`textsearch.training.model_from_checkpoint` rebuilds the model from it alone.
 """
 
 from __future__ import annotations
@@ -80,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create runs directory {runs_dir}: {err.strerror}") from None
-    from textsearch.training import train  # torch and Lightning: only for a run
+    from textsearch.training import ConfigFile, train  # torch and Lightning: only for a run
 
-    result = train(cfg, run_dir, enable_progress_bar=progress)
+    result = train(cfg, run_dir, callbacks=[ConfigFile(cfg, run_dir)], enable_progress_bar=progress)
     m = result.metrics
     print(f"run directory: {run_dir}")
     print(f"best checkpoint: {result.best_checkpoint}")

@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -19,14 +22,14 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from textsearch.config import PRECISIONS, TrainConfig, check_option, coerce
 from textsearch.data import DATA_CLASSES, BaseDataModule, DataBundle
 from textsearch.errors import UserError
-from textsearch.lit_model import LitModel
+from textsearch.lit_model import CONFIG_KEY, DATA_KEY, LitModel
 from textsearch.models.cnn import CNN
+from textsearch.models.errors import ModelConfigError
 from textsearch.models.mlp import MLP
 
-__all__ = ["PRECISIONS", "TrainConfig", "TrainResult", "check_option", "coerce", "train",
-           "evaluate_checkpoint", "make_model", "make_datamodule", "make_lit_model"]
-
-log = logging.getLogger(__name__)
+__all__ = ["PRECISIONS", "ConfigFile", "TrainConfig", "TrainResult", "check_option", "coerce",
+           "train", "evaluate_checkpoint", "make_model", "make_datamodule", "make_lit_model",
+           "model_from_checkpoint"]
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -55,16 +58,67 @@ def make_datamodule(cfg: TrainConfig, bundle: DataBundle | None = None) -> BaseD
 
 
 def make_model(cfg: TrainConfig, input_dims: tuple[int, ...], num_classes: int) -> torch.nn.Module:
-    if cfg.model_class == "MLP":
-        return MLP(input_dims, num_classes, fc1=cfg.fc1, fc2=cfg.fc2, dropout=cfg.dropout)
-    return CNN(input_dims, num_classes, cfg.cnn_config())
+    """The model ``cfg`` names, for ``input_dims`` inputs (channels first) and ``num_classes``.
+
+    Options the model cannot be built with (an impossible architecture) come from the
+    user's config: they are raised as a :class:`UserError`.
+    """
+    try:
+        if cfg.model_class == "MLP":
+            return MLP(input_dims, num_classes, fc1=cfg.fc1, fc2=cfg.fc2, dropout=cfg.dropout)
+        return CNN(input_dims, num_classes, cfg.cnn_config())
+    except ModelConfigError as err:
+        raise UserError(str(err)) from None
+
+
+def data_info(bundle: DataBundle) -> dict[str, Any]:
+    """What a model is built for, as a checkpoint keeps it: input dims, classes, mapping."""
+    return {"input_dims": [int(d) for d in bundle.input_dims],
+            "num_classes": int(bundle.output_dims[0]), "mapping": list(bundle.mapping)}
 
 
 def make_lit_model(cfg: TrainConfig, bundle: DataBundle) -> LitModel:
-    num_classes = bundle.output_dims[0]
-    model = make_model(cfg, bundle.input_dims, num_classes)
+    """The model ``cfg`` names, wrapped for training on ``bundle``'s kind of data."""
+    return _lit_model(cfg, data_info(bundle))
+
+
+def _lit_model(cfg: TrainConfig, data: dict[str, Any]) -> LitModel:
+    """The LitModel of ``cfg`` for ``data`` (:func:`data_info`); its checkpoints keep both."""
+    num_classes = int(data["num_classes"])
+    model = make_model(cfg, tuple(data["input_dims"]), num_classes)
     return LitModel(model, num_classes, lr=cfg.lr, one_cycle_max_lr=cfg.one_cycle_max_lr or None,
-                    weight_decay=cfg.weight_decay)
+                    weight_decay=cfg.weight_decay, config=cfg.to_dict(), data=data)
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[TrainConfig, LitModel]:
+    """The config a checkpoint of :func:`train` was trained with, and its trained model.
+
+    The checkpoint alone is enough: it holds the full config and the dims, class count and
+    mapping of the data (:mod:`textsearch.lit_model`).  The model is on the CPU, in eval
+    mode.  A missing, damaged or foreign file is a :class:`UserError` saying which.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:  # weights_only: a foreign file cannot run code while it is read
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"cannot read checkpoint {path} (damaged, or not a PyTorch "
+                        f"checkpoint): {type(err).__name__}: {err}".splitlines()[0]) from None
+    if not isinstance(state, dict) or not {CONFIG_KEY, DATA_KEY, "state_dict"} <= set(state):
+        raise UserError(f"{path} is not a textsearch checkpoint: it holds no {CONFIG_KEY} "
+                        "(written by another program, or by a textsearch older than this one)")
+    try:
+        cfg = TrainConfig.from_dict(state[CONFIG_KEY])
+        lit = _lit_model(cfg, state[DATA_KEY])
+    except UserError as err:
+        raise UserError(f"checkpoint {path}: {err}") from None
+    try:
+        lit.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        raise UserError(f"checkpoint {path}: its weights do not fit the model its config "
+                        f"describes: {err}".splitlines()[0]) from None
+    return cfg, lit.eval()
 
 
 def accelerator_for(gpus: float) -> tuple[str, int | str]:
@@ -192,20 +246,47 @@ def _count_or_fraction(v: float) -> int | float:
     return int(v) if v > 1 else float(v)
 
 
-def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str, bundle: DataBundle | None = None,
-                        split: str = "test") -> dict[str, float]:
-    """Load a checkpoint written by :func:`train` and evaluate it on ``split``."""
-    accelerator, devices = accelerator_for(min(cfg.gpus, 1) if cfg.gpus else 0)
+def evaluate_checkpoint(checkpoint: str | Path, bundle: DataBundle | None = None,
+                        split: str = "test", gpus: float = 0) -> dict[str, float]:
+    """Evaluate a checkpoint written by :func:`train` on ``split`` ('test' or 'val').
+
+    The model, the data and the batch settings all come from the config in the checkpoint.
+    ``bundle``: that data already in memory (else it is read from the cache). ``gpus``:
+    0 for the CPU, else one GPU; a 16-mixed run is evaluated in fp32 on the CPU.
+    """
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    cfg, lit = model_from_checkpoint(checkpoint)
+    gpus = min(gpus, 1)
+    precision = "32" if not gpus and cfg.precision == "16-mixed" else cfg.precision
+    cfg = dataclasses.replace(cfg, gpus=gpus, precision=precision)
+    accelerator, devices = accelerator_for(gpus)
     dm = make_datamodule(cfg, bundle)
-    bundle = dm.get_bundle()
-    lit = make_lit_model(cfg, bundle)
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        lit.load_state_dict(state["state_dict"])
-    except Exception as err:
-        raise UserError(f"cannot load checkpoint {checkpoint}: {err}") from None
+    saved, data = lit.data_info, data_info(dm.get_bundle())
+    if (saved["input_dims"], saved["num_classes"]) != (data["input_dims"], data["num_classes"]):
+        raise UserError(f"checkpoint {checkpoint} was trained on inputs {saved['input_dims']} "
+                        f"with {saved['num_classes']} classes, the data given has "
+                        f"{data['input_dims']} and {data['num_classes']}")
     trainer = pl.Trainer(accelerator=accelerator, devices=devices, precision=cfg.precision,
                          logger=False, enable_progress_bar=False, enable_model_summary=False)
     run = trainer.test if split == "test" else trainer.validate
     out = run(lit, datamodule=dm, verbose=False)
     return {k: float(v) for k, v in out[0].items()}
+
+
+CONFIG_FILE = "config.json"  # in a single run's folder: the full config it ran
+
+
+class ConfigFile(Callback):
+    """Writes a run's full config (``TrainConfig.to_dict()``) as ``config.json`` in its folder.
+
+    Written when fitting starts, once the model has been built: a config that cannot build
+    its model leaves nothing behind, and a run stopped half-way still says what it ran.
+    """
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path) -> None:
+        self.cfg, self.path = cfg, Path(run_dir) / CONFIG_FILE
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps(self.cfg.to_dict(), indent=1) + "\n")

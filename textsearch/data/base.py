@@ -10,9 +10,7 @@ become float in ``[0, 1]`` on the device, in :meth:`BaseDataModule.on_after_batc
 from __future__ import annotations
 
 import argparse
-import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
@@ -20,8 +18,6 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from textsearch.config import DataConfig
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,7 +35,6 @@ class DataBundle:
     mapping: list[str]
     input_dims: tuple[int, ...]  # per example, channel first, e.g. (1, 28, 28)
     output_dims: tuple[int, ...]  # (num_classes,) or (max_length,)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -137,15 +132,22 @@ class BaseDataModule(pl.LightningDataModule):
         self.config = config or DataConfig()
         self.config.validate()
         self.bundle = bundle
+        self._prepared = False  # download_and_cache ran (once is enough per DataModule)
         self.data_train: BatchDataset | None = None
         self.data_val: BatchDataset | None = None
         self.data_test: BatchDataset | None = None
 
     # -- to implement -------------------------------------------------------------------
-    def download_and_cache(self) -> None:  # must be safe to call repeatedly
+    def download_and_cache(self) -> DataBundle | None:
+        """Download and cache the data; must be safe to call repeatedly.
+
+        Returns the data when checking the cache meant reading all of it anyway (a checksum
+        over every array), so that it is not read again; ``None`` when the check was cheap
+        and :meth:`load` still has to read it.
+        """
         raise NotImplementedError
 
-    def load(self) -> DataBundle:  # read the cache into memory
+    def load(self) -> DataBundle:  # read the prepared cache into memory
         raise NotImplementedError
 
     # -- common -------------------------------------------------------------------------
@@ -155,12 +157,14 @@ class BaseDataModule(pl.LightningDataModule):
         Lightning calls this in every ``fit``: a search trial holds the driver's bundle and
         must never touch the disk of the node it runs on.
         """
-        if self.bundle is None:
-            self.download_and_cache()
+        if self.bundle is None and not self._prepared:
+            self.bundle = self.download_and_cache()
+            self._prepared = True
 
     def get_bundle(self) -> DataBundle:
+        """The data in memory: handed over, kept by :meth:`prepare_data`, or read once here."""
+        self.prepare_data()
         if self.bundle is None:
-            self.prepare_data()
             self.bundle = self.load()
         return self.bundle
 

@@ -168,8 +168,13 @@ def essentials_path() -> Path:
     return processed_dir("emnist") / "emnist_essentials.json"
 
 
+def open_cache(path: Path, mode: str = "r") -> h5py.File:
+    """The HDF5 cache file at ``path``: the one place the cache is opened, to read or write."""
+    return h5py.File(path, mode)
+
+
 def write_cache(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, open_cache(tmp, "w") as f:
         f.attrs["version"] = CACHE_VERSION
         f.attrs["raw_key"] = key
         for name, a in arrays.items():
@@ -178,11 +183,16 @@ def write_cache(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
 
 
 def read_cache(path: Path, key: str | None) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or ``None`` (with the reason logged) if missing, stale or damaged."""
+    """The cached arrays, or ``None`` (with the reason logged) if missing, stale or damaged.
+
+    ``key``: the :func:`raw_key` the cache must have been built from (``None``: any).  The
+    version and key are attributes, checked before any array is read; every array read is
+    CRC-checked.
+    """
     if not path.exists():
         return None
     try:
-        with h5py.File(path, "r") as f:
+        with open_cache(path) as f:
             if f.attrs.get("version") != CACHE_VERSION:
                 log.warning("EMNIST cache %s is from another version: rebuilding", path)
                 return None
@@ -201,16 +211,22 @@ def read_cache(path: Path, key: str | None) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def prepare(balance: bool = False) -> Path:
-    """Make sure the processed cache exists and is valid; returns its path."""
+def prepare(balance: bool = False) -> dict[str, np.ndarray]:
+    """The processed arrays: read from a valid cache, else built from the raw files and cached.
+
+    The cache is read and CRC-checked once, and the arrays it checked are what is returned,
+    so a caller never reads it a second time.  With the raw IDX files present the cache must
+    have been built from them (their :func:`raw_key`); without them a valid cache is still
+    used (the raw files may have been moved away once processed).
+    """
     path = cache_path(balance)
-    raw_present = all((raw_dir() / n).exists() for n in RAW_FILES.values())
-    if read_cache(path, None) is not None and essentials_path().exists() and not raw_present:
-        return path  # a valid cache whose raw files were moved away is still usable
+    raw = {k: raw_dir() / name for k, name in RAW_FILES.items()}
+    key = raw_key(raw) if all(p.exists() for p in raw.values()) else None
+    arrays = read_cache(path, key) if essentials_path().exists() else None
+    if arrays is not None:
+        return arrays
     paths = locate_raw_files()
     key = raw_key(paths)
-    if read_cache(path, key) is not None and essentials_path().exists():
-        return path
     log.info("processing EMNIST %s (balance=%s) into %s", SPLIT, balance, path)
     arrays = process(paths, balance)
     mapping = full_mapping(read_mapping(paths["mapping"]))
@@ -218,7 +234,7 @@ def prepare(balance: bool = False) -> Path:
     essentials = {"mapping": mapping, "input_shape": [28, 28], "split": SPLIT}
     with atomic_path(essentials_path()) as tmp:
         tmp.write_text(json.dumps(essentials, indent=1))
-    return path
+    return arrays
 
 
 class EMNIST(BaseDataModule):
@@ -235,16 +251,12 @@ class EMNIST(BaseDataModule):
         super().__init__(config, bundle)
         self.balance = balance
 
-    def download_and_cache(self) -> None:
-        prepare(self.balance)
+    def download_and_cache(self) -> DataBundle:
+        """Checking the cache reads all of it (its CRC32s cover every byte): the arrays are kept."""
+        return self.load()
 
     def load(self) -> DataBundle:
-        arrays = read_cache(cache_path(self.balance), None)
-        if arrays is None:
-            prepare(self.balance)
-            arrays = read_cache(cache_path(self.balance), None)
-            if arrays is None:
-                raise UserError(f"cannot read the EMNIST cache {cache_path(self.balance)}")
+        arrays = prepare(self.balance)
         mapping = json.loads(essentials_path().read_text())["mapping"]
         return DataBundle(
             x_trainval=arrays["x_train"], y_trainval=arrays["y_train"],

@@ -9,7 +9,6 @@ into ``<data root>/downloaded/nltk/corpora/brown.zip``.  The corpus is flattened
 from __future__ import annotations
 
 import itertools
-import logging
 import re
 import string
 
@@ -19,8 +18,6 @@ import numpy as np
 from textsearch.data.util import atomic_path, ensure_download
 from textsearch.errors import UserError
 from textsearch.paths import downloaded_dir, processed_dir
-
-log = logging.getLogger(__name__)
 
 
 def _ensure_brown() -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from textsearch.config import CNNConfig
-from textsearch.errors import UserError
+from textsearch.models.errors import ModelConfigError
 
 
 def _norm(channels: int, batchnorm: bool) -> nn.Module:
@@ -68,11 +68,18 @@ def _halve(size: int) -> int:
 
 
 class CNN(nn.Module):
+    """``config``'s blocks on ``input_dims`` images (channels first), then the classifier.
+
+    Raises :class:`ModelConfigError` for options it cannot be built with.
+    """
+
     def __init__(self, input_dims: tuple[int, ...], num_classes: int,
                  config: CNNConfig | None = None):
         super().__init__()
         c = config or CNNConfig()
-        c.validate()
+        problem = c.problem()
+        if problem is not None:
+            raise ModelConfigError(problem)
         self.config = c
         channels, height, width = input_dims
         layers: list[nn.Module] = []
@@ -80,7 +87,7 @@ class CNN(nn.Module):
         for i in range(1, c.num_blocks + 1):
             down = i % c.downsample_every == 0
             if down and min(height, width) < 2:
-                raise UserError(
+                raise ModelConfigError(
                     f"impossible architecture: block {i} of {c.num_blocks} would downsample a "
                     f"{height}x{width} feature map; use fewer blocks or a larger downsample_every"
                 )

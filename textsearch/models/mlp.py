@@ -7,19 +7,22 @@ import math
 import torch
 from torch import nn
 
-from textsearch.errors import UserError
+from textsearch.models.errors import ModelConfigError
 
 
 class MLP(nn.Module):
-    """fc1/fc2: hidden widths (units). dropout: drop probability after each hidden layer."""
+    """fc1/fc2: hidden widths (units). dropout: drop probability after each hidden layer.
+
+    Raises :class:`ModelConfigError` for options it cannot be built with.
+    """
 
     def __init__(self, input_dims: tuple[int, ...], num_classes: int, fc1: int = 1024,
                  fc2: int = 128, dropout: float = 0.5):
         super().__init__()
         if fc1 <= 0 or fc2 <= 0:
-            raise UserError(f"fc1 and fc2 must be positive, got {fc1}, {fc2}")
+            raise ModelConfigError(f"fc1 and fc2 must be positive, got {fc1}, {fc2}")
         if not 0.0 <= dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), got {dropout}")
+            raise ModelConfigError(f"dropout must be in [0, 1), got {dropout}")
         self.net = nn.Sequential(
             nn.Flatten(),
             nn.Linear(math.prod(input_dims), fc1), nn.ReLU(), nn.Dropout(dropout),
