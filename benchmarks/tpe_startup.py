@@ -64,7 +64,7 @@ def run(mode: Mode, results: Path | None = None) -> dict:
     """Best val_acc of a 10-trial TPE search (multivariate, group) for each start-up count."""
     import optuna
 
-    from textsearch.searcher import default_startup_trials, make_sampler
+    from textsearch.study import default_startup_trials, make_sampler
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -104,7 +104,7 @@ def section(r: dict) -> list[str]:
         after = "-" if m is None or math.isnan(m["median"]) else fmt(m, 3)
         lines.append(f"| {k} | {fmt(v, 3)} | {', '.join(f'{x:.3f}' for x in r['best_per_seed'][k])} | "
                      f"{fmt(r['mean_all'][k], 3)} | {after} |")
-    from textsearch.searcher import STARTUP_RULE, default_startup_trials
+    from textsearch.study import STARTUP_RULE, default_startup_trials
 
     lines.append(f"\nDefault for {r['trials']} trials: {default_startup_trials(r['trials'])} "
                  f"({STARTUP_RULE}).")

@@ -66,14 +66,43 @@ def test_driver_killed_then_resumed_counts_every_trial_once(tmp_path):
     finished = [t for t, n in before.items() if n == 4]
     assert finished
 
-    # the directory is still readable, and --resume finishes the search
+    # the killed search is readable as it is: the report lists every trial with rows on
+    # disk, with its status from the study, and retrain exports the best trial so far
+    from textsearch.study import load_study
+
     assert json.loads((search / "search.json").read_text())["space"] == "slow"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    report = subprocess.run([sys.executable, "-m", "textsearch.report", str(search)],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (search / "report.html").read_text()
+    states = {f"{t.number:04d}": t.state.name for t in load_study(search).trials}
+    for folder in before:
+        assert f"<td>{folder.removeprefix('trial_')}</td>" in page
+    expected = {"COMPLETE": "completed", "RUNNING": "unfinished", "PRUNED": "stopped_early"}
+    from textsearch.summary import summarize
+
+    live = summarize(search)
+    assert {t["trial_id"]: t["status"] for t in live["trials"]} == \
+        {n: expected[state] for n, state in states.items()}
+    assert {f"trial_{t['trial_id']}": t["epochs"] for t in live["trials"] if t["epochs"]} == \
+        {t: n for t, n in before.items() if n}
+    retrained = subprocess.run(
+        [sys.executable, "-m", "textsearch.retrain", str(search), "--max_epochs", "1",
+         "--data_fraction", "0.2", "--no_progress"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert retrained.returncode == 0, retrained.stderr[-2000:]
+    best_so_far = max(live["trials"], key=lambda t: (t["best_val_acc"] or -1, -t["number"]))
+    assert (search / "retrain" / best_so_far["trial_id"] / "model.pt").is_file()
+
+    # --resume finishes the search
     done = resume(tmp_path, "k")
     assert done.returncode == 0, done.stderr[-3000:]
     after = progress_rows(search)
     for t in finished:  # finished trials were not rerun
         assert after[t] == 4
     summary = json.loads((search / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(summarize(search)))  # the same function's output
     ids = [t["trial_id"] for t in summary["trials"]]
     assert len(ids) == len(set(ids)) == 3
     assert all(t["status"] == "completed" and t["epochs"] == 4 for t in summary["trials"])
@@ -86,21 +115,24 @@ def test_driver_killed_then_resumed_counts_every_trial_once(tmp_path):
     # the resumed search went on with the same study: one Optuna trial per trial, all told
     from optuna.trial import TrialState
 
-    from textsearch.searcher import load_study
-
     study = load_study(search).trials
-    assert sorted(t.user_attrs["ray_trial_id"] for t in study) == sorted(ids)
+    assert sorted(f"{t.number:04d}" for t in study) == sorted(ids)
     assert all(t.state == TrialState.COMPLETE for t in study)
     assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in study)
 
 
 def test_epoch_checkpointed_but_never_logged_is_reported_on_resume(tmp_path):
-    """The driver dies after a trial linked an epoch's checkpoint but before it logged it."""
+    """The driver dies after a trial kept an epoch's checkpoint but before it logged it."""
     import csv
 
+    from textsearch.trial import resumed_metrics
+
     def latest_epoch(trial: str) -> int:
-        f = search / trial / "latest.json"
-        return json.loads(f.read_text())["epoch"] if f.exists() else 0
+        f = search / trial / "latest.ckpt"
+        try:
+            return resumed_metrics(str(f))["epoch"] if f.exists() else 0
+        except Exception:  # replaced while read
+            return 0
 
     proc = start_search(tmp_path, "u")
     search = tmp_path / "u"
@@ -187,7 +219,7 @@ def test_killed_trial_is_retried_from_its_checkpoint_then_errored(tmp_path):
     def kill_workers(limit_per_trial: dict[int, int]) -> None:
         """Kill a trial's worker while it is mid-training (it reported, epochs still to go)."""
         reports = trial_reports(search)
-        order = sorted(reports, key=lambda t: (search / t).stat().st_ctime)
+        order = sorted(reports)  # trial_0000, trial_0001, ...: in the order they started
         for n, trial in enumerate(order):
             done = killed.setdefault(trial, [])
             if not reports[trial] or len(done) >= limit_per_trial.get(n, 0):
@@ -208,7 +240,7 @@ def test_killed_trial_is_retried_from_its_checkpoint_then_errored(tmp_path):
     assert proc.returncode == 0, (tmp_path / "t.log").read_text()[-3000:]
     summary = json.loads((search / "summary.json").read_text())
     by_dir = {Path(t["path"]).name: t for t in summary["trials"]}
-    first, second = sorted(killed, key=lambda t: (search / t).stat().st_ctime)[:2]
+    first, second = sorted(killed)[:2]
     assert len(killed[first]) == 1 and len(killed[second]) == 2
     # killed once, retried from its checkpoint, finished: no epoch trained twice
     assert by_dir[first]["status"] == "completed" and by_dir[first]["epochs"] == 5
@@ -232,26 +264,18 @@ def test_damaged_checkpoint_is_reported_and_not_used(tmp_path, capsys):
     assert len(err) == 1 and "is damaged" in err[0] and "not resuming from it" in err[0]
 
 
-def test_resume_point_is_the_newer_usable_checkpoint(tmp_path, capsys):
-    """Ray's restored checkpoint or the trial's latest.ckpt, whichever reached further."""
+def test_resume_point_is_the_latest_checkpoint_when_usable(tmp_path, capsys):
     import torch
 
     from textsearch.trial import resume_point
 
-    def ckpt(name: str, epoch: int) -> Path:
-        torch.save({"state_dict": {}, "epoch": epoch}, tmp_path / name)
-        return tmp_path / name
-
-    ray_ckpt, latest = ckpt("ray.ckpt", 2), ckpt("latest.ckpt", 3)
-    # interrupted after reporting epoch 3 but before Ray registered its checkpoint
-    assert resume_point(ray_ckpt, latest) == str(latest)
-    assert resume_point(ckpt("ray2.ckpt", 4), latest) == str(tmp_path / "ray2.ckpt")
-    assert resume_point(None, latest) == str(latest)
-    assert resume_point(None, tmp_path / "missing.ckpt") is None
-    damaged = tmp_path / "damaged.ckpt"
-    damaged.write_bytes(b"PK\x03\x04 not really a checkpoint")
-    assert resume_point(ray_ckpt, damaged) == str(ray_ckpt)
-    assert resume_point(damaged, tmp_path / "missing.ckpt") is None  # from scratch
+    latest = tmp_path / "latest.ckpt"
+    torch.save({"state_dict": {}, "epoch": 3}, latest)
+    assert resume_point(latest) == str(latest)
+    assert resume_point(tmp_path / "missing.ckpt") is None
+    latest.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    assert resume_point(latest) is None  # from scratch, with one line saying why
+    assert "is damaged" in capsys.readouterr().err
 
 
 def test_full_disk_stops_the_search_and_resume_finishes_it(tmp_path):
@@ -260,7 +284,7 @@ def test_full_disk_stops_the_search_and_resume_finishes_it(tmp_path):
 
     from optuna.trial import TrialState
 
-    from textsearch.searcher import load_study
+    from textsearch.study import load_study
 
     small = tmp_path / "small"
     small.mkdir()

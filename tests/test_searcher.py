@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 
 from textsearch import spaces
 from textsearch.search import SearchSettings, make_searcher
-from textsearch.searcher import default_startup_trials, load_study
+from textsearch.searcher import StudySearcher
+from textsearch.study import default_startup_trials, load_study
 
 
 @pytest.mark.parametrize("num_samples,startup", [(1, 2), (4, 2), (8, 4), (10, 5), (12, 6),
@@ -22,7 +23,7 @@ def test_startup_trials_scale_with_the_search(num_samples, startup):
 
 
 def settings(tmp_path, **kw) -> SearchSettings:
-    base = dict(space="smoke", space_path="", name="s", results_dir=str(tmp_path), num_samples=8,
+    base = dict(space="smoke", space_source="smoke", name="s", results_dir=str(tmp_path), num_samples=8,
                 max_epochs=3, grace_period=1, reduction_factor=2, metric="val_acc", mode="max")
     return SearchSettings(**{**base, **kw})
 
@@ -30,14 +31,14 @@ def settings(tmp_path, **kw) -> SearchSettings:
 def test_tpe_is_set_up_for_conditional_spaces(tmp_path):
     s = settings(tmp_path)
     searcher = make_searcher(s, spaces.load("cnn_emnist"))
-    sampler = searcher._ot_study.sampler  # what Optuna's study really holds
+    sampler = searcher.study.sampler  # what Optuna's study really holds
     assert isinstance(sampler, TPESampler)
     assert sampler._multivariate and sampler._group and sampler._constant_liar
     assert sampler._n_startup_trials == 4 == s.startup_trials  # resolved from num_samples=8
     explicit = make_searcher(settings(tmp_path, name="t", startup_trials=5), spaces.load("smoke"))
-    assert explicit._ot_study.sampler._n_startup_trials == 5
+    assert explicit.study.sampler._n_startup_trials == 5
     random = make_searcher(settings(tmp_path, name="r", searcher="random"), spaces.load("smoke"))
-    assert isinstance(random._ot_study.sampler, RandomSampler)
+    assert isinstance(random.study.sampler, RandomSampler)
 
 
 def test_searcher_tells_optuna_each_trials_true_state(tmp_path):
@@ -59,7 +60,8 @@ def test_searcher_tells_optuna_each_trials_true_state(tmp_path):
     searcher.on_trial_complete("diverged", {"val_acc": float("nan"), "epoch": 1})
     searcher.on_trial_complete("full", {"val_acc": 0.6, "epoch": 3})  # a repeat is ignored
 
-    study = {t.user_attrs["ray_trial_id"]: t for t in load_study(tmp_path / "s").trials}
+    numbers = {searcher.number_of(i): i for i in ids}
+    study = {numbers[t.number]: t for t in load_study(tmp_path / "s").trials}
     assert study["stopped"].state == TrialState.PRUNED
     assert study["stopped"].intermediate_values == {1: 0.2, 2: 0.25}
     assert study["full"].state == TrialState.COMPLETE and study["full"].value == 0.6
@@ -67,3 +69,44 @@ def test_searcher_tells_optuna_each_trials_true_state(tmp_path):
     assert study["full"].user_attrs["epochs"] == 3 and study["full"].user_attrs["device"] == "cpu"
     assert study["crashed"].state == TrialState.FAIL
     assert study["diverged"].state == TrialState.FAIL
+
+
+def test_the_study_is_named_after_the_search_and_opens_after_a_move(tmp_path):
+    searcher = make_searcher(settings(tmp_path, name="named"), spaces.load("smoke"))
+    assert searcher.study.study_name == "named"
+    searcher.suggest("a")
+    (tmp_path / "named").rename(tmp_path / "moved")
+    assert load_study(tmp_path / "moved").study_name == "named"
+    assert len(load_study(tmp_path / "moved").trials) == 1
+
+
+def test_budget_is_the_searchers_and_extends_without_rerunning_a_trial(tmp_path):
+    """Ray asks until FINISHED; a new searcher on the same study (a resume) with a larger
+    budget adds trials, after handing out the one the first run left RUNNING."""
+    s = settings(tmp_path, num_samples=3, max_epochs=1)
+    first = make_searcher(s, spaces.load("smoke"))
+    configs = [first.suggest(f"r{i}") for i in range(3)]
+    assert all(isinstance(c, dict) for c in configs)
+    assert first.suggest("r3") == StudySearcher.FINISHED
+    for i in range(2):  # two trials end; r2 is interrupted, so it stays RUNNING
+        first.on_trial_complete(f"r{i}", {"val_acc": 0.5 + i / 10, "epoch": 1})
+    study = load_study(tmp_path / "s")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
+
+    s.num_samples = 5
+    second = make_searcher(s, spaces.load("smoke"))
+    again = second.suggest("x0")
+    assert second.number_of("x0") == 2 and again == configs[2]  # the interrupted one first
+    assert isinstance(second.suggest("x1"), dict) and isinstance(second.suggest("x2"), dict)
+    assert second.suggest("x3") == StudySearcher.FINISHED
+    for i in range(3):
+        second.on_trial_complete(f"x{i}", {"val_acc": 0.4, "epoch": 1})
+
+    s.num_samples = 6
+    third = make_searcher(s, spaces.load("smoke"))
+    assert isinstance(third.suggest("y0"), dict) and third.suggest("y1") == StudySearcher.FINISHED
+    third.on_trial_complete("y0", {"val_acc": 0.3, "epoch": 1})
+    study = load_study(tmp_path / "s")
+    assert [t.number for t in study.trials] == list(range(6))  # 6 trials, each asked once
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert [t.value for t in study.trials[:2]] == [0.5, 0.6]  # the first ones unchanged

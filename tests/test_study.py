@@ -20,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import REPO, run_main
-from textsearch.searcher import load_study
+from textsearch.study import load_study
 from textsearch.tune import main as tune_main
 
 SPACES = Path(__file__).parent / "spaces"
@@ -65,7 +65,7 @@ def test_several_objectives_reach_optuna_and_the_summary(mo_search):
     rows = progress(mo_search)
     assert all(float(r["params"]) > 0 and float(r["infer_ms_per_image"]) > 0
                for trial in rows.values() for r in trial)
-    by_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    by_id = {f"{t.number:04d}": t for t in study.trials}
     assert sorted(by_id) == sorted(rows)
     for trial_id, t in by_id.items():
         last = rows[trial_id][-1]
@@ -141,7 +141,7 @@ def test_warm_start_adds_old_trials_that_fit(results, mo_search, capsys):
     assert "0 trial(s) taken" in lines[1] and "with other objectives" in lines[1]
     study = load_study(results / "warm")
     warm = [t for t in study.trials if "warm_start_from" in t.user_attrs]
-    new = [t for t in study.trials if "ray_trial_id" in t.user_attrs]
+    new = [t for t in study.trials if "warm_start_from" not in t.user_attrs]
     assert len(warm) == 4 and len(new) == 2
     assert [t.number for t in warm] == [0, 1, 2, 3]  # added before the first trial
     for t, o in zip(warm, old.trials):
@@ -155,7 +155,9 @@ def test_warm_start_adds_old_trials_that_fit(results, mo_search, capsys):
             assert t.values == o.values
     summary = json.loads((results / "warm" / "summary.json").read_text())
     assert summary["num_trials"] == 2
-    assert summary["warm_start"] == [str(results / "old"), str(mo_search)]
+    # kept relative to the search folder, so the folders can move together
+    assert summary["warm_start"] == ["../old", f"../{mo_search.name}"]
+    assert summary["warm_started"] == 4
 
 
 def test_dashboard_serves_a_running_search_on_localhost(results, data_root):
@@ -175,7 +177,7 @@ def test_dashboard_serves_a_running_search_on_localhost(results, data_root):
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (journal.exists() and "ray_trial_id" in
-                                               journal.read_text()):
+                                               journal.read_text()):  # a trial started
             assert search.poll() is None, search.stdout.read()[-3000:]
             time.sleep(0.5)
         dashboard = subprocess.Popen(
@@ -189,7 +191,7 @@ def test_dashboard_serves_a_running_search_on_localhost(results, data_root):
         dom = subprocess.run([*flags, "--dump-dom",
                               f"http://127.0.0.1:{port}/dashboard/studies/0/trials"],
                              capture_output=True, text=True, timeout=120)
-        assert "textsearch" in dom.stdout and "Trial 0" in dom.stdout, dom.stdout[-2000:]
+        assert "live" in dom.stdout and "Trial 0" in dom.stdout, dom.stdout[-2000:]
         # nothing listens beyond localhost
         rows = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
                               text=True).stdout.splitlines()

@@ -104,10 +104,9 @@ def test_search_on_a_gpu_cuda_cannot_see_stops_with_one_clear_line(tmp_path):
     assert errored and "Ray assigned GPU 0" in errored[0]["error"]
     from optuna.trial import TrialState
 
-    from textsearch.searcher import load_study
+    from textsearch.study import load_study
 
-    failed = [t.user_attrs["ray_trial_id"] for t in load_study(search).trials
-              if t.state == TrialState.FAIL]
+    failed = [f"{t.number:04d}" for t in load_study(search).trials if t.state == TrialState.FAIL]
     assert failed == [errored[0]["trial_id"]]
 
 
@@ -122,7 +121,7 @@ def test_trials_train_on_their_gpu_share(tmp_path, capsys):
     assert code == 0, err
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     for t in summary["trials"]:
-        rows = list(csv.DictReader((Path(t["path"]) / "progress.csv").open()))
+        rows = list(csv.DictReader((tmp_path / "g" / t["path"] / "progress.csv").open()))
         assert rows and all(r["device"] == "cuda:0" for r in rows)
         assert all(float(r["gpu_mem_peak_mb"]) > 0 for r in rows)
     assert summary["best"]["test_acc"] is not None

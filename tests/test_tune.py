@@ -61,11 +61,12 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
     assert best["trial_id"] == top["trial_id"] and best["val_acc"] == top["best_val_acc"]
     assert best["params"] == top["config"]
     assert best["test_acc"] is not None and best["test_acc"] > 0.3  # chance is 0.1
-    assert Path(best["checkpoint"]).exists()
+    assert best["checkpoint"] == f"trial_{best['trial_id']}/best.ckpt"
+    assert (search / best["checkpoint"]).is_file()
 
     # every trial trained on the driver's data through Ray's object store, without a copy
     for t in trials:
-        rows = list(csv.DictReader((Path(t["path"]) / "progress.csv").open()))
+        rows = list(csv.DictReader((search / t["path"] / "progress.csv").open()))
         assert rows and all(float(r["data_shared"]) == 1.0 for r in rows)
 
     # trials.csv: one row per trial, best first
@@ -76,13 +77,14 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
     # COMPLETE with their final metric (read back from the study's journal file)
     from optuna.trial import TrialState
 
-    from textsearch.searcher import load_study
+    from textsearch.study import load_study
 
-    study = {t.user_attrs["ray_trial_id"]: t for t in load_study(search).trials}
+    study = {f"{t.number:04d}": t for t in load_study(search).trials}
     assert set(study) == {t["trial_id"] for t in trials}
+    assert {p.name for p in search.glob("trial_*")} == {f"trial_{n}" for n in study}
     for t in trials:
         ot = study[t["trial_id"]]
-        rows = list(csv.DictReader((Path(t["path"]) / "progress.csv").open()))
+        rows = list(csv.DictReader((search / t["path"] / "progress.csv").open()))
         per_epoch = {int(r["epoch"]): float(r["val_acc"]) for r in rows}
         assert ot.intermediate_values == pytest.approx(per_epoch)
         assert ot.user_attrs["epochs"] == t["epochs"]
@@ -96,7 +98,7 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
 
     # TensorBoard: every trial's events hold its hparams and per-epoch val_acc
     for t in trials:
-        hp, ea = read_hparams(Path(t["path"]) / "tensorboard")
+        hp, ea = read_hparams(search / t["path"] / "tensorboard")
         assert hp["lr"] == pytest.approx(t["config"]["lr"])
         assert hp["conv_dim"] == t["config"]["conv_dim"]
         assert hp["downsample"] == t["config"]["downsample"]
@@ -119,9 +121,9 @@ def test_failing_trials_do_not_stop_the_search(tmp_path, capsys):
     # Optuna: the errored trials are FAIL, the others COMPLETE (1 epoch each)
     from optuna.trial import TrialState
 
-    from textsearch.searcher import load_study
+    from textsearch.study import load_study
 
-    states = {t.user_attrs["ray_trial_id"]: t.state for t in load_study(tmp_path / "f").trials}
+    states = {f"{t.number:04d}": t.state for t in load_study(tmp_path / "f").trials}
     assert states == {t["trial_id"]: TrialState.FAIL if t["status"] == "errored"
                       else TrialState.COMPLETE for t in summary["trials"]}
 
@@ -234,8 +236,9 @@ def test_trials_take_over_a_finished_trials_process(tmp_path, capsys):
                              "--max_concurrent", "1")
     assert summary["num_trials"] == 3
     pids, spans = set(), []
-    for f in (tmp_path / "r").glob("trial_*/result.json"):
-        rows = [json.loads(line) for line in f.read_text().splitlines()]
+    for f in (tmp_path / "r").glob("trial_*/progress.csv"):
+        rows = [{k: float(v) for k, v in r.items() if k in ("pid", "first_batch_at", "epoch_end_at")}
+                for r in csv.DictReader(f.open())]
         pids |= {r["pid"] for r in rows}
         assert all(r["first_batch_at"] <= r["epoch_end_at"] for r in rows)
         spans.append((rows[0]["first_batch_at"], rows[-1]["epoch_end_at"]))

@@ -41,7 +41,7 @@ def make_server(search_dir: Path, port: int):
                         "search has not started yet")
     from optuna_dashboard import wsgi
 
-    from textsearch.searcher import journal_storage, repair_journal
+    from textsearch.study import journal_storage, repair_journal
 
     repair_journal(journal)
     app = wsgi(journal_storage(journal))

@@ -1,16 +1,22 @@
 """The layout of a search directory, ``<results_dir>/<name>/``: every file name in one place.
 
 - ``search.json``: the settings the search was started with (``--resume`` reads them);
+- ``runs.jsonl``: when each run of the search (the first, each resume) started and ended;
 - ``study.journal``: the Optuna study, each trial's true state (:mod:`textsearch.searcher`);
-- one ``trial_<id>/`` per trial: ``params.json``, ``progress.csv`` (one row per epoch),
-  TensorBoard events, ``checkpoint_*/model.ckpt`` (best and latest, kept by Ray) and
-  ``latest.ckpt`` and ``latest.json`` (the last epoch the trial reported, and its metrics,
-  which a resume starts from);
-- ``summary.json`` and ``trials.csv``: written at the end (also after Ctrl-C);
+- ``space.py``: a copy of the space file, made when the search started (a resume and a
+  later warm start read it, not the original);
+- one ``trial_<number>/`` per trial, named after its number in the study: ``progress.csv``
+  (one row per reported epoch, written by the trial), TensorBoard events, ``latest.ckpt``
+  and ``latest.json`` (the last epoch the trial reported, and its metrics, which a resume
+  starts from), ``best.ckpt`` (its best epoch by the search's metric), ``test.json``
+  (that checkpoint's test metrics, once evaluated) and ``error.json`` (why it failed);
+- ``summary.json`` and ``trials.csv``: the summary when the search last stopped
+  (:func:`textsearch.summary.summarize` computes the same from the folder at any moment);
 - ``report.html`` and ``plot_<name>.png``: :mod:`textsearch.report`;
 - ``retrain/<trial>/``: ``model.pt`` and ``model.json``, :mod:`textsearch.retrain`;
-- ``.search.lock``: held by the running search; ``.stopped_disk_full``: the search stopped on
-  a full disk, so ``--resume`` retries the trials that failed for lack of space.
+- ``.search.lock``: held by the running search;
+- Ray Tune's own files (``experiment_state-*``, ``tuner.pkl``, ...): written by each run, read
+  by nothing of textsearch (a resume starts from the study and the trial folders).
 
 Nothing here imports torch, Ray or Lightning.
 """
@@ -20,37 +26,38 @@ from __future__ import annotations
 from pathlib import Path
 
 SETTINGS_FILE = "search.json"
+RUNS_FILE = "runs.jsonl"  # one line per run of the search: its start and end (Unix s)
 STUDY_FILE = "study.journal"
 SUMMARY_FILE = "summary.json"
 TRIALS_FILE = "trials.csv"
 REPORT_FILE = "report.html"
 LOCK_FILE = ".search.lock"
-DISK_FULL_MARKER = ".stopped_disk_full"
 TRIAL_PREFIX = "trial_"
-PROGRESS_FILE = "progress.csv"  # Ray Tune's CSV logger, one row per reported epoch
-CHECKPOINT_FILE = "model.ckpt"  # inside each of a trial's checkpoint_* folders
-LATEST_CHECKPOINT = "latest.ckpt"  # in a trial's folder: its last reported epoch (a hard link)
+SPACE_COPY = "space.py"  # the space file as it was when the search started
+PROGRESS_FILE = "progress.csv"  # in a trial's folder: one row per reported epoch
+LATEST_CHECKPOINT = "latest.ckpt"  # in a trial's folder: its last reported epoch
 LATEST_METRICS = "latest.json"  # beside it: that epoch's metrics
+BEST_CHECKPOINT = "best.ckpt"  # its best epoch by the search's metric (a hard link)
+TEST_METRICS = "test.json"  # that checkpoint's test metrics, once evaluated
+ERROR_FILE = "error.json"  # why the trial failed: exception type and line
 RETRAIN_DIR = "retrain"  # retrain/<trial>/: the winner trained again (textsearch.retrain)
 MODEL_FILE = "model.pt"  # in it: the exported model (TorchScript)
 MODEL_INFO = "model.json"  # beside it: config, metrics, data, class mapping
 
 
-def logged_epochs(search_dir: Path) -> dict[str, int]:
-    """How many epochs the search logged for each trial (rows of its ``progress.csv``)."""
-    out = {}
-    for progress in Path(search_dir).glob(f"{TRIAL_PREFIX}*/{PROGRESS_FILE}"):
-        with progress.open() as f:
-            out[trial_id_of(progress.parent)] = max(0, sum(1 for line in f if line.strip()) - 1)
-    return out
+def trial_id(number: int) -> str:
+    """A trial's id in a search: its number in the study, as ``0007``."""
+    return f"{number:04d}"
 
 
-def trial_dir_name(trial_id: str) -> str:
-    return f"{TRIAL_PREFIX}{trial_id}"
+def trial_dir_name(number: int) -> str:
+    return f"{TRIAL_PREFIX}{trial_id(number)}"
 
 
-def trial_id_of(folder: str | Path) -> str:
-    return Path(folder).name.removeprefix(TRIAL_PREFIX)
+def trial_number(text: str) -> int | None:
+    """The study number in a trial id or folder name (``7``, ``0007``, ``trial_0007``)."""
+    text = Path(text).name.removeprefix(TRIAL_PREFIX)
+    return int(text) if text.isdigit() else None
 
 
 def plot_file(name: str) -> str:

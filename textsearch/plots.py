@@ -1,11 +1,12 @@
 """Plots of a finished search, shared by ``textsearch.report`` and the notebooks.
 
-:func:`load_search` reads a search directory (``summary.json`` and every trial's
-``progress.csv``); each ``plot_*`` function draws one figure from it and returns it.
+:func:`load_search` reads a search directory (its summary, computed from the folder, and
+every trial's ``progress.csv``); each ``plot_*`` function draws one figure from it and returns it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -16,8 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from textsearch.errors import UserError
-from textsearch.layout import PROGRESS_FILE, SUMMARY_FILE
+from textsearch.layout import PROGRESS_FILE
 
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11,
                      "figure.dpi": 100, "savefig.bbox": "tight"})
@@ -58,28 +58,31 @@ class SearchData:
 
 
 def load_search(search_dir: str | Path) -> SearchData:
+    """A search as its folder holds it now (running, stopped or finished)."""
+    from textsearch.summary import read_progress, summarize
+
     path = Path(search_dir)
-    summary_file = path / SUMMARY_FILE
-    if not summary_file.is_file():
-        raise UserError(f"{path} is not a finished search directory (no summary.json)")
-    try:
-        summary = json.loads(summary_file.read_text())
-    except ValueError as err:
-        raise UserError(f"{summary_file} is damaged: {err}") from None
+    summary = summarize(path)
     trials = pd.DataFrame(summary["trials"])
     frames = []
     for t in summary["trials"]:
-        progress = Path(t["path"]) / PROGRESS_FILE
-        if not progress.exists():
-            progress = path / Path(t["path"]).name / PROGRESS_FILE  # the directory was moved
-        if progress.exists() and progress.stat().st_size:
-            df = pd.read_csv(progress)
+        rows = read_progress(path / t["path"] / PROGRESS_FILE)
+        if rows:
+            df = pd.DataFrame(rows).apply(_numeric)
             df["trial_id"] = t["trial_id"]
             df["status"] = t["status"]
             frames.append(df)
     epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["trial_id", "status", "epoch", summary["metric"], "timestamp"])
     return SearchData(path, summary, trials, epochs)
+
+
+def _numeric(column: pd.Series) -> pd.Series:
+    """A progress.csv column as numbers where it holds numbers (``device`` stays text)."""
+    try:
+        return pd.to_numeric(column)
+    except (TypeError, ValueError):
+        return column
 
 
 def _better(a: float, b: float, mode: str) -> bool:
@@ -92,7 +95,7 @@ def best_so_far(data: SearchData) -> pd.DataFrame:
     df = data.epochs.dropna(subset=[m]).copy()
     if df.empty:
         return df.assign(wall_s=[], best=[], trial_index=[])
-    start = (df["timestamp"] - df["time_total_s"]).min() if "time_total_s" in df else df["timestamp"].min()
+    start = search_start(data, df)
     df = df.sort_values(["timestamp", "epoch"]).reset_index(drop=True)
     df["wall_s"] = df["timestamp"] - start
     order = {tid: i + 1 for i, tid in enumerate(df.drop_duplicates("trial_id")["trial_id"])}
@@ -103,6 +106,19 @@ def best_so_far(data: SearchData) -> pd.DataFrame:
         out.append(best)
     df["best"] = out
     return df
+
+
+def search_start(data: SearchData, reports: pd.DataFrame) -> float:
+    """When the search started: its first run's start, else the first report less its epoch."""
+    import json as _json
+
+    from textsearch.layout import RUNS_FILE
+
+    with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+        return float(_json.loads((data.path / RUNS_FILE).read_text().splitlines()[0])["started"])
+    if "epoch_s" in reports:
+        return float((reports["timestamp"] - reports["epoch_s"]).min())
+    return float(reports["timestamp"].min())
 
 
 def plot_best_vs_time(data: SearchData):
@@ -193,64 +209,34 @@ def plot_params(data: SearchData):
 
 
 def search_study(data: SearchData):
-    """The search's own Optuna study (``study.journal``), or None for a search without one."""
-    from textsearch.layout import STUDY_FILE
-    from textsearch.searcher import load_study
+    """The search's own Optuna study (``study.journal``)."""
+    from textsearch.study import load_study
 
-    if not (data.path / STUDY_FILE).is_file():
-        return None
     return load_study(data.path)
-
-
-def finished_trials_study(data: SearchData):
-    """The study's finished trials, each valued by its first objective, for fANOVA.
-
-    Optuna's importance reads COMPLETE trials only, and ASHA completes few; a trial it
-    stopped counts here with its last value, as TPE ranks it.  Parameters and their
-    distributions are the study's own.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    study = search_study(data)
-    if study is None:
-        return None
-    ranked = optuna.create_study(direction="maximize" if data.mode == "max" else "minimize")
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if t.state == TrialState.COMPLETE:
-            value = t.values[0]
-        elif t.intermediate_values:
-            value = t.intermediate_values[max(t.intermediate_values)]
-        elif t.user_attrs.get("values_by_epoch"):
-            by_epoch = t.user_attrs["values_by_epoch"]
-            value = by_epoch[max(by_epoch, key=int)][0]
-        else:
-            continue
-        if value is None or not math.isfinite(value) or not t.params:
-            continue
-        ranked.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions,
-                                                   value=float(value)))
-    return ranked
 
 
 def param_importances(data: SearchData) -> dict[str, float]:
     """Optuna's fANOVA importance of each parameter for the metric (empty if too few trials)."""
     import optuna
 
-    study = finished_trials_study(data)
-    if study is None or len(study.trials) < 3:
+    from textsearch.study import ranked_study
+
+    study = ranked_study(search_study(data), data.mode)
+    if len(study.trials) < 3:
         return {}
-    try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        return optuna.importance.get_param_importances(study, evaluator=evaluator)
-    except (RuntimeError, ValueError):
-        return {}
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return optuna.importance.get_param_importances(study, evaluator=evaluator)
 
 
 def plot_importance(data: SearchData):
-    imp = param_importances(data)
+    try:
+        imp, failed = param_importances(data), None
+    except (RuntimeError, ValueError) as err:  # shown on the plot, not hidden
+        imp, failed = {}, f"importance could not be computed: {type(err).__name__}: {err}"
     fig, ax = plt.subplots(figsize=(7, 0.45 * max(3, len(imp)) + 1))
-    if imp:
+    if failed:
+        ax.text(0.5, 0.5, failed, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    elif imp:
         names = list(imp)[::-1]
         ax.barh(names, [imp[n] for n in names], color="tab:purple")
     else:
@@ -268,9 +254,10 @@ def plot_pareto(data: SearchData):
 
     import optuna
 
+    from textsearch.study import own_front_study
+
     objectives = data.summary.get("objectives") or [[data.metric, data.mode]]
-    study = search_study(data)
-    if len(objectives) < 2 or study is None:
+    if len(objectives) < 2:
         fig, ax = plt.subplots(figsize=(7, 2))
         ax.text(0.5, 0.5, "one objective: no Pareto front", ha="center", va="center",
                 transform=ax.transAxes)
@@ -278,8 +265,9 @@ def plot_pareto(data: SearchData):
         return fig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # the search's own trials only, as the summary's Pareto list (see textsearch.summary)
         ax = optuna.visualization.matplotlib.plot_pareto_front(
-            study, target_names=[m for m, _ in objectives], include_dominated_trials=True)
+            own_front_study(search_study(data)), target_names=[m for m, _ in objectives], include_dominated_trials=True)
     fig = ax.figure
     fig.set_size_inches(7, 5)
     return fig

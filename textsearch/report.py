@@ -1,5 +1,7 @@
 """``python -m textsearch.report SEARCH_DIR``: a self-contained HTML report of a search.
 
+The search may be running, stopped (Ctrl-C, a killed driver) or finished: the report shows
+what its folder holds now.
 Writes ``report.html`` (plots embedded as PNG data, no network needed to view it) and the
 same plots as ``plot_<name>.png`` into the search directory, and prints the report's path.
 """
@@ -125,7 +127,8 @@ def write_report(search_dir: str | Path) -> Path:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Parser(prog="textsearch.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("search_dir", type=cli.nonempty_str, help="a finished search directory")
+    parser.add_argument("search_dir", type=cli.nonempty_str,
+                        help="a search's folder (runs/<name>), running, stopped or finished")
     args = parser.parse_args(argv)
     path = Path(args.search_dir)
     if not path.is_dir():

@@ -1,6 +1,6 @@
 """``python -m textsearch.retrain runs/<name>``: retrain a search's winner and export it.
 
-The chosen trial's config (default: the best trial; ``--trial ID`` picks another, e.g. one
+The chosen trial's config (default: the best trial so far; ``--trial ID`` picks another, e.g. one
 on the Pareto front) is trained again on the whole training split (``--data_fraction``
 to change that), with a progress bar, then tested.  Written under
 ``runs/<name>/retrain/<trial>/``:
@@ -30,14 +30,15 @@ from typing import Any
 
 from textsearch import cli
 from textsearch.errors import UserError, cli_entry
-from textsearch.layout import MODEL_FILE, MODEL_INFO, RETRAIN_DIR, SETTINGS_FILE, SUMMARY_FILE
+from textsearch.layout import MODEL_FILE, MODEL_INFO, RETRAIN_DIR
 
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="textsearch.retrain", description=__doc__.split("\n\n")[0],
                    formatter_class=argparse.RawDescriptionHelpFormatter,
                    epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("search_dir", type=cli.folder_path, help="a finished search (runs/<name>)")
+    p.add_argument("search_dir", type=cli.folder_path,
+                   help="a search's folder (runs/<name>), running, stopped or finished")
     p.add_argument("--trial", type=cli.nonempty_str, help="trial id (default: the best trial)")
     p.add_argument("--max_epochs", "--max-epochs", type=cli.positive_int,
                    help="epochs (default: the search's max_epochs)")
@@ -52,25 +53,22 @@ def build_parser() -> cli.Parser:
 
 
 def choose_trial(search_dir: Path, trial_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(summary, trial) of the search: ``trial_id``'s, or the best trial's."""
-    if not (search_dir / SETTINGS_FILE).is_file():
-        raise UserError(f"{search_dir} is not a search folder (no {SETTINGS_FILE})")
-    try:
-        summary = json.loads((search_dir / SUMMARY_FILE).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{search_dir} has no {SUMMARY_FILE} yet: let the search finish, "
-                        "or stop it with Ctrl-C (which writes it)") from None
-    except ValueError as err:
-        raise UserError(f"{search_dir / SUMMARY_FILE} is damaged: {err}") from None
-    trials = {t["trial_id"]: t for t in summary["trials"]}
+    """(summary, trial) of the search as its folder holds it now: ``trial_id``'s trial, or
+    the best one so far (the search may be running, stopped or finished)."""
+    from textsearch.summary import find_trial, summarize
+
+    summary = summarize(search_dir)
     if trial_id is None:
         if summary.get("best") is None:
-            raise UserError(f"search {search_dir} has no trial with a result to retrain")
+            raise UserError(f"search {search_dir} has no trial with a result to retrain yet")
         trial_id = summary["best"]["trial_id"]
-    if trial_id not in trials:
-        known = ", ".join(list(trials)[:10]) + (" ..." if len(trials) > 10 else "")
-        raise UserError(f"--trial {trial_id}: no such trial in {search_dir} (trials: {known})")
-    return summary, trials[trial_id]
+    trial = find_trial(summary, trial_id)
+    if trial is None:
+        ids = [t["trial_id"] for t in summary["trials"]]
+        known = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+        raise UserError(f"--trial {trial_id}: no such trial in {search_dir} (trials: "
+                        f"{known or 'none yet'})")
+    return summary, trial
 
 
 def data_key(cfg) -> tuple[str, dict[str, Any]]:
@@ -107,10 +105,10 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
     from textsearch.training import make_datamodule
 
     bundle = make_datamodule(cfg).get_bundle()
-    model_file = export(cfg, result.best_checkpoint, out, bundle)
+    model_file = export(result.best_checkpoint, out)
     cache_key, data_fields = data_key(cfg)
     info = {
-        "search": str(search_dir.resolve()),
+        "search": search_dir.resolve().name,
         "trial_id": trial["trial_id"],
         "config": cfg.to_dict(),
         "metrics": {**{k: v for k, v in result.metrics.items()}, "retrain_s": time.time() - started,
@@ -131,19 +129,18 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
     return out
 
 
-def export(cfg, checkpoint: str | None, out: Path, bundle) -> Path:
-    """The trained model (its best checkpoint) as TorchScript, on the CPU."""
+def export(checkpoint: str | None, out: Path) -> Path:
+    """The trained model (its best checkpoint, which holds its config) as TorchScript, on
+    the CPU."""
     import torch
 
-    from textsearch.training import make_lit_model
+    from textsearch.training import model_from_checkpoint
 
     if checkpoint is None:
         raise UserError("the retrained run wrote no checkpoint to export")
-    lit = make_lit_model(cfg, bundle)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    lit.load_state_dict(state["state_dict"])
+    _, lit = model_from_checkpoint(checkpoint)
     model = lit.model.eval().cpu()
-    example = torch.zeros(2, *bundle.input_dims)
+    example = torch.zeros(2, *lit.data_info["input_dims"])
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript: deprecated, still loads
         scripted = torch.jit.trace(model, example)

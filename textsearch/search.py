@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import fcntl
+import functools
 import importlib
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -26,18 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from textsearch.errors import UserError
 from textsearch.layout import (
-    DISK_FULL_MARKER,
     LOCK_FILE,
+    RUNS_FILE,
     SETTINGS_FILE,
-    STUDY_FILE,
-    logged_epochs,
+    SPACE_COPY,
     trial_dir_name,
 )
 
 if TYPE_CHECKING:
     from textsearch.spaces import SearchSpace
 
-log = logging.getLogger(__name__)
 
 
 
@@ -51,7 +50,7 @@ class SearchSettings:
     """
 
     space: str
-    space_path: str
+    space_source: str  # --space as given: the space's name, or the file's path
     name: str
     results_dir: str
     num_samples: int
@@ -90,15 +89,48 @@ class SearchSettings:
         return len(self.objective_list) > 1
 
     def save(self) -> None:
-        (self.search_dir / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=1))
+        """Write ``search.json``: no absolute path, so the folder can move.
+
+        The folder's own place and name are where it is found; older searches given to
+        ``--warm_start`` are kept relative to it.
+        """
+        data = dataclasses.asdict(self)
+        del data["results_dir"], data["name"]
+        data["warm_start"] = [os.path.relpath(Path(w).resolve(), self.search_dir.resolve())
+                              for w in self.warm_start]
+        (self.search_dir / SETTINGS_FILE).write_text(json.dumps(data, indent=1))
 
     @classmethod
     def load(cls, search_dir: Path) -> SearchSettings:
+        """The settings of the search in ``search_dir``, wherever that folder is now."""
+        search_dir = Path(search_dir)
         try:
             data = json.loads((search_dir / SETTINGS_FILE).read_text())
-            return cls(**data)
+            settings = cls(**{**data, "results_dir": str(search_dir.parent),
+                              "name": search_dir.name})
         except (OSError, ValueError, TypeError) as err:
             raise UserError(f"{search_dir / SETTINGS_FILE} is missing or damaged: {err}") from None
+        settings.warm_start = [str((search_dir / w).resolve()) for w in settings.warm_start]
+        return settings
+
+    def copy_space(self, space: SearchSpace) -> None:
+        """Keep the space file as it is now in the folder (``space.py``)."""
+        self.search_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(space.path, self.search_dir / SPACE_COPY)
+
+    def load_space(self) -> SearchSpace:
+        """The search's own copy of its space; one line if the original changed since."""
+        from textsearch import spaces
+
+        copy = self.search_dir / SPACE_COPY
+        if not copy.is_file():
+            raise UserError(f"{self.search_dir} holds no {SPACE_COPY} (the space it searched)")
+        with contextlib.suppress(UserError, OSError):
+            original = spaces.resolve(self.space_source)
+            if original.read_bytes() != copy.read_bytes():
+                print(f"textsearch: {original} changed since search {self.name} started; it "
+                      f"goes on with its copy {copy}", flush=True)
+        return dataclasses.replace(spaces.load(str(copy)), name=self.space)
 
 
 # -- Ray ------------------------------------------------------------------------------------
@@ -154,6 +186,7 @@ def init_ray(address: str | None) -> None:
         use_token_auth(address)  # before Ray is imported: it reads RAY_AUTH_MODE then
     import ray
 
+    # Ray logs this notice under a logger of its private modules; it has no public switch.
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
         _DropAdvisory())
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -256,27 +289,21 @@ def make_scheduler(settings: SearchSettings):
 
 
 def make_searcher(settings: SearchSettings, space: SearchSpace):
-    import optuna
+    """Our searcher on the search's study (created here for a new search)."""
+    from textsearch.searcher import StudySearcher
+    from textsearch.stopper import out_of_space
+    from textsearch.study import create_study, default_startup_trials, has_study, make_sampler
 
-    from textsearch.searcher import (
-        STUDY_NAME,
-        StudySearcher,
-        default_startup_trials,
-        journal_storage,
-        make_sampler,
-    )
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if settings.startup_trials is None:
         settings.startup_trials = default_startup_trials(settings.num_samples)
     sampler = make_sampler(settings.searcher, settings.seed, settings.startup_trials)
-    settings.search_dir.mkdir(parents=True, exist_ok=True)
-    names, modes = zip(*settings.objective_list)
-    return StudySearcher(space=space.space, metric=list(names) if len(names) > 1 else names[0],
-                         mode=list(modes) if len(modes) > 1 else modes[0],
-                         sampler=sampler, study_name=STUDY_NAME,
-                         storage=journal_storage(settings.search_dir.resolve() / STUDY_FILE),
-                         max_epochs=settings.max_epochs, search_dir=str(settings.search_dir.resolve()))
+    if not has_study(settings.search_dir):
+        directions = ["maximize" if d == "max" else "minimize" for _, d in settings.objective_list]
+        create_study(settings.search_dir, settings.name, directions, sampler)
+    search_dir = settings.search_dir
+    return StudySearcher(search_dir, space.space, settings.objective_list, settings.max_epochs,
+                         settings.num_samples, sampler,
+                         out_of_space=functools.partial(out_of_space, search_dir))
 
 
 def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
@@ -284,35 +311,28 @@ def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
     return {**settings.fixed, "gpus": settings.gpus_per_trial}
 
 
-def make_trainable(settings: SearchSettings, bundle, total_cpus: float,
-                   logged: dict[str, int] | None = None):
-    """Ray's trainable; ``logged``: on a resume, the epochs already logged per trial."""
+def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
+    """Ray's trainable: :func:`textsearch.trial.tune_trial` with the data and shared config."""
     from ray import tune
 
     from textsearch.trial import tune_trial
 
     trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=trial_fixed_config(settings),
-                                     cpu_threads=settings.cpus_per_trial, logged_epochs=logged)
+                                     cpu_threads=settings.cpus_per_trial, metric=settings.metric,
+                                     mode=settings.mode)
     return tune.with_resources(trainable, trial_resources(settings, total_cpus))
 
 
 def disk_is_full(search_dir: Path, err: BaseException | None = None) -> bool:
     """Whether the search directory's disk is (nearly) full, or ``err`` says it was."""
-    from textsearch.stopper import ENOSPC_TEXT, out_of_space
+    from textsearch.stopper import is_disk_full, out_of_space
 
-    chain, e = [], err
-    while e is not None and len(chain) < 10:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    if any(getattr(e, "errno", None) == errno.ENOSPC or ENOSPC_TEXT in str(e) for e in chain):
-        return True
-    return out_of_space(search_dir)
+    return is_disk_full(err) or out_of_space(search_dir)
 
 
-def disk_full_error(settings: SearchSettings, marker: Path) -> UserError:
-    """The one line for a search stopped by a full disk; marks the search for --resume."""
-    with contextlib.suppress(OSError):
-        marker.touch()
+def disk_full_error(settings: SearchSettings) -> UserError:
+    """The one line for a search stopped by a full disk (its failed trials stay RUNNING in
+    the study, so --resume retries them)."""
     return UserError(
         f"the disk holding {settings.search_dir} is full: the search stopped, its finished "
         "trials and checkpoints are kept. Free some space, then continue with: "
@@ -320,21 +340,19 @@ def disk_full_error(settings: SearchSettings, marker: Path) -> UserError:
         f"{settings.results_dir} --resume")
 
 
-def run_config(settings: SearchSettings, stopper=None):
+def run_config(settings: SearchSettings, guard):
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     return tune.RunConfig(
         name=settings.name,
         storage_path=str(Path(settings.results_dir).resolve()),
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=2, checkpoint_score_attribute=settings.metric,
-            checkpoint_score_order=settings.mode),
+        # each trial writes its progress and checkpoints to its folder itself
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *([stopper] if stopper else [])],
-        stop=stopper,
+        callbacks=[guard],
+        stop=guard,
         progress_reporter=tune.CLIReporter(
-            metric_columns=["epoch", "val_acc", "val_loss", "train_samples_per_s"],
+            metric_columns=["epoch", settings.metric, "val_loss", "train_samples_per_s"],
             # not sort_by_metric: Ray's sort fails on trials that ended without a result
             max_report_frequency=30, metric=settings.metric, mode=settings.mode),
         verbose=1,
@@ -353,7 +371,12 @@ def prepare_data(settings: SearchSettings):
 
 def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = False,
                address: str | None = None) -> dict[str, Any]:
-    """Run (or resume) a search to its end and write its summary; returns the summary."""
+    """Run (or resume) a search to its end and write its summary; returns the summary.
+
+    Every run is a new Ray Tune run on the search folder: the searcher rebuilt from the
+    study first hands out the trials an earlier run left unfinished (each continues from
+    the checkpoint in its folder), then new ones up to ``num_samples``.
+    """
     started = time.time()
     # torch and Lightning (seconds to import) load while Ray starts its processes
     frameworks = threading.Thread(target=importlib.import_module, args=("textsearch.training",),
@@ -362,8 +385,10 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     init_ray(address)  # first: it sets Ray's authentication mode before Ray is imported
     frameworks.join()
     from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
 
-    from textsearch.summary import summarize, write_summary
+    from textsearch.stopper import SearchGuard
+    from textsearch.summary import evaluate_best, summarize, write_summary
 
     total_cpus, total_gpus = cluster_resources()
     if settings.gpus_per_trial is None:
@@ -373,70 +398,52 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
 
     TrainConfig.from_dict(trial_fixed_config(settings)).validate()  # e.g. 16-mixed on CPUs
     bundle = prepare_data(settings)
-    trainable = make_trainable(settings, bundle, total_cpus,
-                               logged_epochs(settings.search_dir) if resume else None)
-    path = str(settings.search_dir.resolve())
-    from textsearch.searcher import SearchTrials, repair_journal
-    from textsearch.stopper import SearchGuard
+    trainable = make_trainable(settings, bundle, total_cpus)
+    if not resume:
+        settings.copy_space(space)
+    searcher = make_searcher(settings, space)  # resolves the TPE start-up default
+    if settings.warm_start and not resume:
+        from textsearch.warmstart import add_to_study
 
-    marker = settings.search_dir / DISK_FULL_MARKER
-    if resume:
-        if not tune.Tuner.can_restore(path):
-            raise UserError(f"{path} holds no resumable search state")
-        # Trials that failed for lack of space are retried from their last checkpoint.
-        SearchGuard.active = None
-        SearchTrials.total = settings.num_samples  # more than before: --num_samples grew
-        repair_journal(settings.search_dir / STUDY_FILE)  # the killed driver's last line
-        settings.save()
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=marker.exists())
-    else:
-        guard = SearchGuard(path)
-        searcher = make_searcher(settings, space)  # resolves the TPE start-up default
-        if settings.warm_start:
-            from textsearch.warmstart import add_to_study
-
-            for ws in add_to_study(searcher._ot_study, settings.warm_start, space,
-                                   settings.objective_list):
-                print(ws.line(), flush=True)
-        settings.save()
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=SearchTrials.around(
-                    searcher, settings.max_concurrent
-                    or default_concurrency(settings, total_cpus, total_gpus)),
-                scheduler=make_scheduler(settings),
-                num_samples=settings.num_samples,
-                time_budget_s=settings.time_budget_s or None,
-                # a finished or stopped trial's process takes the next trial with the same
-                # resources: no new interpreter, no second import of torch and Lightning
-                reuse_actors=True,
-                trial_dirname_creator=lambda t: trial_dir_name(t.trial_id),
-            ),
-            run_config=run_config(settings, guard),
-        )
+        for ws in add_to_study(searcher.study, settings.warm_start, space,
+                               settings.objective_list):
+            print(ws.line(), flush=True)
+    settings.save()
+    guard = SearchGuard(str(settings.search_dir), searcher)
+    concurrency = settings.max_concurrent or default_concurrency(settings, total_cpus, total_gpus)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency),
+            scheduler=make_scheduler(settings),
+            num_samples=-1,  # the searcher owns the budget: it answers FINISHED
+            time_budget_s=settings.time_budget_s or None,
+            # a finished or stopped trial's process takes the next trial with the same
+            # resources: no new interpreter, no second import of torch and Lightning
+            reuse_actors=True,
+            trial_dirname_creator=lambda t: trial_dir_name(searcher.number_of(t.trial_id)),
+        ),
+        run_config=run_config(settings, guard),
+    )
     try:
-        grid = tuner.fit()
-        guard = SearchGuard.active if resume else guard  # on resume: the one restored with it
+        tuner.fit()
     except Exception as err:
         if disk_is_full(settings.search_dir, err):
-            raise disk_full_error(settings, marker) from None
+            raise disk_full_error(settings) from None
         raise
-    if guard is not None and guard.disk_full:
-        raise disk_full_error(settings, marker)
-    marker.unlink(missing_ok=True)
-    errors = {}
-    if guard is not None and guard.gpu_trial_id is not None:
-        # The trial was stopped between its retries, so Ray did not record it as errored.
-        from textsearch.searcher import fail_trial
-
-        errors[guard.gpu_trial_id] = guard.gpu_error
-        fail_trial(settings.search_dir, guard.gpu_trial_id)
-    summary = summarize(settings, grid, bundle, wall_s=time.time() - started, errors=errors)
+    if guard.disk_full:
+        raise disk_full_error(settings)
+    with contextlib.suppress(OSError):
+        record_run(settings.search_dir, started, time.time())
+    evaluate_best(settings.search_dir, bundle)
+    summary = summarize(settings.search_dir)
     write_summary(settings.search_dir, summary)
-    gpu_errors = [f"trial {t['trial_id']}: {t['error'].split('TrialGPUError: ', 1)[-1]}"
-                  for t in summary["trials"] if "TrialGPUError" in (t["error"] or "")]
-    if gpu_errors:
-        summary["gpu_error"] = gpu_errors[0]
+    if guard.gpu_error:
+        summary["gpu_error"] = f"trial {searcher.number_of(guard.gpu_trial_id)}: {guard.gpu_error}"
     return summary
+
+
+def record_run(search_dir: Path, started: float, ended: float) -> None:
+    """Add one run's start and end (Unix s) to ``runs.jsonl``: the search's wall time."""
+    with (search_dir / RUNS_FILE).open("a") as f:
+        f.write(json.dumps({"started": started, "ended": ended}) + "\n")

@@ -1,243 +1,199 @@
-"""The Optuna study behind a search, told what really happened to each trial.
+"""Our Ray Tune searcher: the search's Optuna study, driven through ``ask`` and ``tell``.
 
-Ray's :class:`~ray.tune.search.optuna.OptunaSearch` tells Optuna that every trial with a
-result is COMPLETE, so TPE would rank a trial that ASHA stopped after one epoch as if it
-had trained all its epochs.  :class:`StudySearcher` tells the truth instead:
+:class:`StudySearcher` is a :class:`ray.tune.search.Searcher`, and only that: Ray asks it
+for a config (``suggest``), hands it each result (``on_trial_result``) and each trial's end
+(``on_trial_complete``).  It tells Optuna what really happened:
 
-- every epoch's metric is an intermediate value of the Optuna trial (step = epoch);
-- a trial stopped before ``max_epochs`` (ASHA's stop) is PRUNED: TPE then ranks it by the
+- every epoch's metric is an intermediate value of the Optuna trial (step = epoch); with
+  several objectives, whose trials Optuna keeps no intermediate values for, each epoch's
+  values go to the user attribute ``values_by_epoch``;
+- a trial stopped before ``max_epochs`` (ASHA's stop) is PRUNED, so TPE ranks it by the
   epochs it reached, as it does for trials an Optuna pruner stopped;
-- a trial that errored (after its retries) is FAIL;
-- a trial that ran all its epochs is COMPLETE with its final metric.
+- a trial that errored (after its retries) or diverged is FAIL;
+- a trial that ran all its epochs is COMPLETE with its final values;
+- a trial that failed because the results disk is full, or that was interrupted (Ctrl-C,
+  a time budget, a killed driver), stays RUNNING.
 
-A trial interrupted by Ctrl-C or a time budget is not told anything: it stays RUNNING in
-the study and is told its state when ``--resume`` finishes it.
-
-The study is written to ``<search dir>/study.journal`` (Optuna's journal file storage),
-so it can be read while and after the search runs (:func:`load_study`).
+It owns the trial budget: once the search's own trials number ``num_samples`` it answers
+:data:`Searcher.FINISHED`.  A resumed search builds a new searcher on the same study: it
+first hands out the study's RUNNING trials again (same number, same config, so the trial
+continues from the checkpoint in its folder), then asks for new ones up to the budget.  So
+the study in the search folder is the searcher's whole memory, and nothing it saves for
+Ray holds a path.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import sys
-import warnings
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search import ConcurrencyLimiter, SearchGenerator
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
-from textsearch.errors import UserError
-from textsearch.layout import STUDY_FILE
-from textsearch.stopper import out_of_space
+from textsearch.study import CONFIG_ATTR, VALUES_BY_EPOCH, is_own, live_trial, open_study
 
-log = logging.getLogger(__name__)
-
-STUDY_NAME = "textsearch"
+RAY_TRIAL_ATTR = "ray_trial_id"  # user attribute: the Ray trial that last ran a study trial
+REPORTED_ATTRS = ("train_samples_per_s", "device", "params", "infer_ms_per_image", "precision")
 
 
-def journal_storage(path: Path):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+class StudySearcher(Searcher):
+    """Proposes trials from the study of the search in ``search_dir``.
 
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
-def repair_journal(path: Path) -> str | None:
-    """Cut a damaged last line off a study journal (a writer killed mid-line).
-
-    Taken under the journal's own lock, so a line being written is never mistaken for a
-    damaged one.  The cut bytes are kept in ``<journal>.damaged``.  Returns a line saying
-    what was cut (also printed), or None.  A damaged line before the end is not repaired:
-    :class:`UserError`.
-    """
-    from optuna.storages.journal import JournalFileSymlinkLock
-    from optuna.storages.journal._file import get_lock_file
-
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    with get_lock_file(JournalFileSymlinkLock(str(path))):
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        tail = lines.pop()  # after the last newline: b"" when the file is whole
-        bad = [i for i, line in enumerate(lines) if not _json_line(line)]
-        if bad and bad != [len(lines) - 1]:
-            raise UserError(f"{path} is damaged at line {bad[0] + 1} of {len(lines)} (not at its "
-                            "end, so it cannot be repaired): restore it from a backup")
-        if not bad and not tail:
-            return None
-        keep = b"".join(line + b"\n" for line in lines[:bad[0] if bad else len(lines)])
-        with open(f"{path}.damaged", "ab") as f:
-            f.write(data[len(keep):])
-        path.write_bytes(keep)
-    message = (f"textsearch: {path}: cut a damaged last line ({len(data) - len(keep)} bytes, "
-               f"kept in {path.name}.damaged); the study holds every trial before it")
-    print(message, file=sys.stderr, flush=True)
-    return message
-
-
-def _json_line(line: bytes) -> bool:
-    try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True
-
-
-def load_study(search_dir: Path) -> optuna.Study:
-    """The study of a search, read from its journal file (a damaged last line is cut)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    journal = Path(search_dir) / STUDY_FILE
-    if not journal.is_file():
-        raise UserError(f"{search_dir} holds no {STUDY_FILE}")
-    repair_journal(journal)
-    try:
-        return optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(journal))
-    except KeyError:
-        raise UserError(f"{journal} holds no textsearch study") from None
-
-
-def fail_trial(search_dir: Path, ray_trial_id: str) -> None:
-    """Tell the study that a trial the searcher never heard the end of has failed."""
-    study = load_study(search_dir)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("ray_trial_id") == ray_trial_id:
-            study.tell(t.number, state=TrialState.FAIL)
-
-
-STARTUP_RULE = "half of --num_samples, 2 to 10"
-
-
-def default_startup_trials(num_samples: int) -> int:
-    """Random trials before TPE models the results: half of the search, 2 to 10.
-
-    Optuna's own default (10) turns a search of 10 trials or fewer into a random search.
-    Fewer start-up trials did worse in ``benchmarks/run.py --only tpe_startup``: with 2 or 3
-    random trials TPE settled early on the best of too few configs.
-    """
-    return max(2, min(10, num_samples // 2))
-
-
-def make_sampler(searcher: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
-    """TPE as Optuna advises for conditional define-by-run spaces, or random search.
-
-    ``multivariate`` models the parameters jointly; ``group`` splits the space by which
-    parameters a trial used, so conditional parameters are modelled where they exist;
-    ``constant_liar`` keeps concurrent trials from proposing the same point.
-    """
-    if searcher == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials,
-                                          multivariate=True, group=True, constant_liar=True)
-
-
-class StudySearcher(OptunaSearch):
-    """OptunaSearch that records every epoch and tells Optuna each trial's true state.
-
-    ``metric``/``mode``: one objective, or lists of 2-3 (a multi-objective study; Optuna
-    keeps no intermediate values there, so each epoch's values go to the user attribute
-    ``values_by_epoch``). ``max_epochs``: epochs of a trial that is never stopped.
-    ``time_attr``: the result key holding the epoch (1-based).
+    ``space``: the Optuna define-by-run function (returns further fixed values, or None).
+    ``objectives``: ``[(metric, mode), ...]``, the first one ASHA's.  ``max_epochs``: epochs
+    of a trial that is never stopped.  ``num_samples``: the search's own trials in all.
+    ``sampler``: Optuna's sampler.  ``out_of_space``: tells whether the results disk is
+    full (then a failed trial stays RUNNING, to be retried by ``--resume``).
     """
 
-    def __init__(self, *args: Any, max_epochs: int, time_attr: str = "epoch",
-                 search_dir: str | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, search_dir: Path, space: Callable[[Any], dict | None],
+                 objectives: list[tuple[str, str]], max_epochs: int, num_samples: int,
+                 sampler: optuna.samplers.BaseSampler,
+                 out_of_space: Callable[[], bool] = lambda: False) -> None:
+        metrics, modes = [m for m, _ in objectives], [d for _, d in objectives]
+        super().__init__(metric=metrics[0], mode=modes[0])
+        self.objectives = list(objectives)
         self.max_epochs = max_epochs
-        self.search_dir = search_dir
-        self.time_attr = time_attr
-        self._epochs: dict[str, int] = {}  # last epoch recorded, per Ray trial id
-        self._values: dict[str, list[float]] = {}  # its objective values
+        self.num_samples = num_samples
+        self.space = space
+        self.out_of_space = out_of_space
+        self.study, self.storage = open_study(search_dir, sampler=sampler)
+        own = [t for t in self.study.get_trials(deepcopy=False) if is_own(t)]
+        self.asked = len(own)  # the search's own trials so far, toward num_samples
+        # interrupted trials of earlier runs, handed out again before any new one
+        self.unfinished = [t.number for t in own if t.state == TrialState.RUNNING]
+        self.numbers: dict[str, int] = {}  # Ray trial id -> study trial number
+        self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> live study trial
+        self.epochs: dict[str, int] = {}  # last epoch told, per Ray trial id
+        self.values: dict[str, list[float]] = {}  # its objective values
+        self.ended: set[str] = set()
 
-    @property
-    def objectives(self) -> list[str]:
-        return list(self.metric) if isinstance(self.metric, (list, tuple)) else [self.metric]
-
-    def _report(self, trial_id: str, result: dict) -> None:
-        """Record ``result`` as the Optuna trial's value(s) at its epoch (once per epoch)."""
-        values, epoch = [result.get(m) for m in self.objectives], result.get(self.time_attr)
-        if epoch is None or any(v is None or not math.isfinite(float(v)) for v in values):
-            return
-        values, epoch = [float(v) for v in values], int(epoch)
-        if epoch <= self._epochs.get(trial_id, 0):
-            return
-        ot_trial = self._ot_trials[trial_id]
-        if len(values) == 1:
-            ot_trial.report(values[0], epoch)
+    # -- what Ray asks ---------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.unfinished:
+            number = self.unfinished.pop(0)
+            trial = live_trial(self.study, self.storage, number)
+            frozen = self.study.get_trials(deepcopy=False)[number]
+            config = dict(frozen.user_attrs.get(CONFIG_ATTR) or frozen.params)
+            done = max(frozen.intermediate_values, default=0)
+            by_epoch = frozen.user_attrs.get(VALUES_BY_EPOCH) or {}
+            self.epochs[trial_id] = max([done, *map(int, by_epoch)])
+        elif self.asked >= self.num_samples:
+            return Searcher.FINISHED
         else:
-            by_epoch = dict(ot_trial.user_attrs.get("values_by_epoch", {}))
-            by_epoch[str(epoch)] = values
-            ot_trial.set_user_attr("values_by_epoch", by_epoch)
-        self._epochs[trial_id] = epoch
-        self._values[trial_id] = values
-        ot_trial.set_user_attr("epochs", epoch)
-        for key in ("train_samples_per_s", "device", "params", "infer_ms_per_image"):
-            if key in result:
-                ot_trial.set_user_attr(key, result[key])
-
-    def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
-        if trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+            trial = self.study.ask()
+            self.asked += 1
+            try:
+                fixed = self.space(trial)
+            except Exception:
+                self.study.tell(trial, state=TrialState.FAIL)
+                raise
+            config = {**trial.params, **(fixed or {})}
+            trial.set_user_attr(CONFIG_ATTR, config)
+            number = trial.number
+        trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        self.numbers[trial_id], self.trials[trial_id] = number, trial
         return config
 
+    def number_of(self, trial_id: str) -> int:
+        """The study trial number a Ray trial runs (it names the trial's folder)."""
+        return self.numbers[trial_id]
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            return
-        self._report(trial_id, result)
+        if trial_id in self.trials and trial_id not in self.ended:
+            self._record(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id not in self.trials or trial_id in self.ended:
             return
-        if error and self.search_dir and out_of_space(Path(self.search_dir)):
+        self.ended.add(trial_id)
+        if error and self.out_of_space():
             # Failed for lack of disk space, not because of its config: it stays RUNNING, and
             # --resume retries it once there is room.
             return
         if result:
             # Ray does not pass the result that made the scheduler stop a trial to
             # on_trial_result: record it here.
-            self._report(trial_id, result)
-        last = [(result or {}).get(m) for m in self.objectives]
+            self._record(trial_id, result)
+        last = [(result or {}).get(m) for m, _ in self.objectives]
         diverged = any(v is not None and not math.isfinite(float(v)) for v in last)
         if error or diverged:
-            state, values = TrialState.FAIL, None
-        elif self._epochs.get(trial_id, 0) >= self.max_epochs:
-            state, values = TrialState.COMPLETE, self._values[trial_id]
+            self.tell(trial_id, TrialState.FAIL, error=None if error else
+                      f"diverged: {', '.join(m for m, _ in self.objectives)} = {last}")
+        elif self.epochs.get(trial_id, 0) >= self.max_epochs:
+            self.tell(trial_id, TrialState.COMPLETE, self.values[trial_id])
         else:  # stopped early by the scheduler (or removed before it reported)
-            state, values = TrialState.PRUNED, None
-        try:
-            self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
-        except Exception as err:  # e.g. the trial was already finished in the study
-            log.warning("could not tell Optuna the end of trial %s: %s", trial_id, err)
-        self._completed_trials.add(trial_id)
+            self.tell(trial_id, TrialState.PRUNED)
 
+    # -- what the search tells -------------------------------------------------------------
+    def tell(self, trial_id: str, state: TrialState, values: list[float] | None = None,
+             error: str | None = None) -> None:
+        """Tell the study a trial's end, unless it was told already (once per trial)."""
+        number = self.numbers[trial_id]
+        self.ended.add(trial_id)
+        if self.study.get_trials(deepcopy=False)[number].state != TrialState.RUNNING:
+            return
+        if error:
+            self.trials[trial_id].set_user_attr("error", error)
+        self.study.tell(number, values, state=state)
 
-class SearchTrials(SearchGenerator):
-    """Ray's generator of trials from a searcher, which a resume may ask for more trials.
+    def fail(self, trial_id: str, error: str) -> None:
+        """Tell the study a trial failed (one the search stops), with its error line."""
+        if trial_id in self.trials:
+            self.tell(trial_id, TrialState.FAIL, error=error)
 
-    ``total``: set before ``--resume`` restores the search; when it exceeds the number of
-    trials the search was started with, the search goes on to ``total`` trials, with the
-    searcher's memory (the study) intact.
-    """
+    def _record(self, trial_id: str, result: dict) -> None:
+        """Tell ``result``'s objective values at its epoch (once per epoch)."""
+        values, epoch = [result.get(m) for m, _ in self.objectives], result.get("epoch")
+        if epoch is None or any(v is None or not math.isfinite(float(v)) for v in values):
+            return
+        values, epoch = [float(v) for v in values], int(epoch)
+        if epoch <= self.epochs.get(trial_id, 0):
+            return
+        trial = self.trials[trial_id]
+        if len(values) == 1:
+            trial.report(values[0], epoch)
+        else:
+            frozen = self.study.get_trials(deepcopy=False)[self.numbers[trial_id]]
+            by_epoch = dict(frozen.user_attrs.get(VALUES_BY_EPOCH, {}))
+            by_epoch[str(epoch)] = values
+            trial.set_user_attr(VALUES_BY_EPOCH, by_epoch)
+        self.epochs[trial_id], self.values[trial_id] = epoch, values
+        trial.set_user_attr("epochs", epoch)
+        for key in REPORTED_ATTRS:
+            if key in result:
+                trial.set_user_attr(key, result[key])
 
-    total: int | None = None
+    # -- Ray's checkpointing of searchers --------------------------------------------------
+    # Ray saves a searcher with the experiment and pickles it with the Tuner.  A search is
+    # resumed from its study instead (see the module's docstring), so what is saved is a
+    # note of the budget and of which Ray trial ran which study trial: no study, no path.
+    def get_state(self) -> dict[str, Any]:
+        return {"num_samples": self.num_samples, "asked": self.asked,
+                "numbers": dict(self.numbers)}
 
-    @classmethod
-    def around(cls, searcher: OptunaSearch, max_concurrent: int) -> SearchTrials:
-        """``searcher`` running at most ``max_concurrent`` trials at once (0: no limit)."""
-        return cls(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
-                   if max_concurrent else searcher)
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.num_samples, self.asked = state["num_samples"], state["asked"]
+        self.numbers = dict(state["numbers"])
 
-    def set_state(self, state: dict) -> None:
-        super().set_state(state)
-        if SearchTrials.total is not None and SearchTrials.total > self._total_samples:
-            self._total_samples, self._finished = SearchTrials.total, False
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_bytes(pickle.dumps(self.get_state()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.set_state(pickle.loads(Path(checkpoint_path).read_bytes()))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"metric": self.metric, "mode": self.mode, "objectives": self.objectives,
+                "max_epochs": self.max_epochs, **self.get_state()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # an unbound copy (Ray's pickle of the Tuner): it proposes nothing
+        Searcher.__init__(self, metric=state["metric"], mode=state["mode"])
+        self.objectives, self.max_epochs = state["objectives"], state["max_epochs"]
+        self.trials, self.epochs, self.values, self.ended, self.unfinished = {}, {}, {}, set(), []
+        self.set_state(state)

@@ -2,7 +2,8 @@
 
 - A trial holds a GPU share it cannot use (:class:`textsearch.errors.TrialGPUError`): a node
   whose GPU is declared to Ray but invisible to CUDA would fail every trial sent to it.
-- The disk holding the search directory is (nearly) full: checkpoints and Ray's own state
+- The disk holding the search directory is (nearly) full (an ``OSError`` of errno ENOSPC,
+  or less than a few checkpoints' room left): checkpoints and Ray's own state
   could no longer be written.  The search is interrupted while there is still room, the way
   Ctrl-C interrupts it (Tune's own SIGINT handling), so every unfinished trial stays
   resumable from its last checkpoint instead of failing one write after another.
@@ -13,6 +14,9 @@ into one line (exit 2); finished trials are kept, and ``--resume`` goes on.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
 import shutil
 import signal
@@ -20,8 +24,10 @@ from pathlib import Path
 
 from ray.tune import Callback, Stopper
 
+from textsearch.errors import TrialGPUError
+from textsearch.layout import ERROR_FILE, LATEST_CHECKPOINT
+
 MIN_FREE_BYTES = 1 << 20  # never let a search fill its disk below this
-ENOSPC_TEXT = "No space left on device"
 
 
 def free_bytes(path: Path) -> int:
@@ -41,25 +47,60 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+def causes(error: BaseException | None) -> list[BaseException]:
+    """``error`` and what caused it: a Ray task error's ``cause``, then Python's chain."""
+    chain: list[BaseException] = []
+    while error is not None and len(chain) < 10 and error not in chain:
+        chain.append(error)
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+    return chain
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception that is not Ray's wrapper of it."""
+    from ray.exceptions import RayError
+
+    chain = causes(error)
+    ours = [e for e in chain if not isinstance(e, RayError)]
+    return ours[0] if ours else chain[-1]
+
+
+def pickled_error(trial) -> BaseException | None:
+    """The exception a trial failed with, as Ray pickled it for the trial.
+
+    Ray writes it on the driver first (``Trial.pickled_error_file``) and copies it to the
+    search folder later (``Trial.get_pickled_error`` reads that copy).
+    """
+    import cloudpickle
+
+    path = trial.pickled_error_file
+    if path and Path(path).is_file():
+        with contextlib.suppress(Exception):  # an exception that cannot be unpickled here
+            with open(path, "rb") as f:
+                return cloudpickle.load(f)
+    return trial.get_pickled_error()
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    return any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in causes(error))
+
+
 class SearchGuard(Stopper, Callback):
-    """Watches results and trial errors; ``stop_all`` once the search should end."""
+    """Watches trial errors and checkpoints; ``stop_all`` once the search should end.
 
-    active: SearchGuard | None = None  # the guard of the search running in this process
+    Every trial error passes here once, as the exception object Ray pickled for the trial
+    (``Trial.get_pickled_error``): its type and message are written to the trial's
+    ``error.json`` (what the summary shows), a :class:`TrialGPUError` stops the search
+    (``gpu_error``), and a full disk interrupts it (``disk_full``).
+    """
 
-    def __init__(self, search_dir: str) -> None:
+    def __init__(self, search_dir: str, searcher) -> None:
         self.search_dir = search_dir
-        self._reset()
-
-    def _reset(self) -> None:
+        self.searcher = searcher  # textsearch.searcher.StudySearcher: told of a GPU failure
         self.gpu_trial_id: str | None = None  # the last trial that failed on its GPU,
-        self.gpu_error: str | None = None  # and its TrialGPUError line
+        self.gpu_error: str | None = None  # and its error line
         self.disk_full = False
         self.largest_checkpoint = 0
-        SearchGuard.active = self
-
-    def __setstate__(self, state: dict) -> None:  # restored with the search on --resume
-        self.__dict__.update(state)
-        self._reset()
 
     # Stopper
     def __call__(self, trial_id: str, result: dict) -> bool:
@@ -78,11 +119,12 @@ class SearchGuard(Stopper, Callback):
         """Room a few more epoch reports need: three of the largest checkpoint, 1 MiB at least."""
         return max(MIN_FREE_BYTES, 3 * self.largest_checkpoint)
 
-    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
-        # Checked once the epoch's checkpoint is registered, so an interrupted trial
-        # resumes after this epoch, not before it.
-        if Path(checkpoint.path).is_dir():
-            self.largest_checkpoint = max(self.largest_checkpoint, folder_bytes(checkpoint.path))
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        # Checked once the epoch's checkpoint is written, so an interrupted trial resumes
+        # after this epoch, not before it.
+        latest = Path(trial.path) / LATEST_CHECKPOINT
+        if latest.is_file():
+            self.largest_checkpoint = max(self.largest_checkpoint, latest.stat().st_size)
         if free_bytes(Path(self.search_dir)) < self.needed_bytes():
             self._disk_is_full()
 
@@ -93,13 +135,19 @@ class SearchGuard(Stopper, Callback):
         self._check(trial)
 
     def _check(self, trial) -> None:
-        path = trial.error_file
-        try:
-            text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
-        except OSError:
-            text = ""
-        if ENOSPC_TEXT in text or out_of_space(Path(self.search_dir)):
+        error = pickled_error(trial)
+        if error is None:
+            return
+        root = root_cause(error)
+        line = f"{type(root).__name__}: {root}".splitlines()[0] if str(root) else type(root).__name__
+        with contextlib.suppress(OSError):
+            folder = Path(trial.path)  # the trial's folder in the search directory
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / ERROR_FILE).write_text(json.dumps({"type": type(root).__name__,
+                                                         "error": line}))
+        if is_disk_full(error) or out_of_space(Path(self.search_dir)):
             self._disk_is_full()
-        lines = [ln.strip() for ln in text.splitlines() if "TrialGPUError" in ln]
-        if lines:
-            self.gpu_trial_id, self.gpu_error = trial.trial_id, lines[-1]
+        if any(isinstance(e, TrialGPUError) for e in causes(error)):
+            # Stopped now, between its retries: Ray would not report it as errored.
+            self.gpu_trial_id, self.gpu_error = trial.trial_id, line
+            self.searcher.fail(trial.trial_id, line)

@@ -1,13 +1,24 @@
-"""The end of a search: status of every trial, the best config, its test accuracy.
+"""The summary of a search, computed from its folder whenever it is asked for.
 
-:func:`summarize` builds the summary (a dict) from Ray's results and the search's Optuna
-study; the caller writes it (:func:`write_summary`: ``summary.json`` and ``trials.csv``).  A
-trial's status is what the study says of it: ``completed`` (ran all epochs, COMPLETE),
+:func:`summarize` reads the search folder, the one record of a search: its settings
+(``search.json``), its study (each trial's state) and each trial's folder (the epochs it
+logged, its best checkpoint, that checkpoint's test metrics, its error).  It works while the
+search runs, after it was interrupted or killed, after it ended, and after the folder was
+moved: ``textsearch.report``, ``textsearch.retrain`` and the end of a search all call it,
+and the ``summary.json`` a search writes when it stops is its output.
+
+A trial's status is what the study says of it: ``completed`` (ran all epochs, COMPLETE),
 ``stopped_early`` (ASHA stopped it, PRUNED; ``stopped_at_epoch`` says when), ``errored``
-(FAIL, with its message) or ``unfinished`` (interrupted or out of time budget, still
-RUNNING; ``--resume`` continues it).
+(FAIL, with its message) or ``unfinished`` (still RUNNING: training now, or interrupted;
+``--resume`` continues it).  Trials that ``--warm_start`` copied in from older searches
+are not the search's own: they are counted in ``warm_started``, and left out of the trial
+list, the best trial, the Pareto front and the importance plot, since another search
+trained them (on its own data share and epochs) and nothing of them is in this folder.
 
-Reading and formatting a summary needs only pandas (the report imports this module).
+**The best trial** is the own trial whose best epoch scored best on the search's metric
+(the first objective), ties going to the earlier trial; its ``best.ckpt`` is that epoch.
+
+Reading a summary needs pandas and Optuna, not Ray or torch (the report imports this module).
 """
 
 from __future__ import annotations
@@ -15,31 +26,24 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from textsearch.errors import UserError
 from textsearch.layout import (
-    CHECKPOINT_FILE,
-    STUDY_FILE,
+    BEST_CHECKPOINT,
+    ERROR_FILE,
+    PROGRESS_FILE,
+    RUNS_FILE,
+    SETTINGS_FILE,
     SUMMARY_FILE,
+    TEST_METRICS,
     TRIALS_FILE,
-    trial_id_of,
+    trial_dir_name,
+    trial_id,
+    trial_number,
 )
-
-if TYPE_CHECKING:
-    from textsearch.search import SearchSettings
-
-
-def error_line(error: BaseException | None) -> str | None:
-    """The last meaningful line of a trial's error (the exception and its message)."""
-    if error is None:
-        return None
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if "Error" in line.split(":", 1)[0] or "Exception" in line.split(":", 1)[0]:
-            return line
-    return lines[-1] if lines else type(error).__name__
 
 
 def _finite(x: Any) -> float | None:
@@ -50,135 +54,165 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def study_trials(search_dir: Path) -> dict[str, Any]:
-    """The study's trials by Ray trial id (empty if the search has no study)."""
-    if not (search_dir / STUDY_FILE).exists():
-        return {}
-    from textsearch.searcher import load_study
-
-    return {t.user_attrs["ray_trial_id"]: t for t in load_study(search_dir).trials
-            if "ray_trial_id" in t.user_attrs}
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def trial_rows(settings: SearchSettings, grid, errors: dict[str, str] | None = None
-               ) -> list[dict[str, Any]]:
-    """One row per trial; ``errors``: messages of errored trials Ray did not record."""
-    from optuna.trial import TrialState
+def read_progress(path: Path) -> list[dict[str, str]]:
+    """The rows of a trial's ``progress.csv`` (a half-written last line left out)."""
+    import csv
+    import io
 
-    errors = errors or {}
-    study = study_trials(settings.search_dir)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return list(csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1])))
+
+
+def wall_seconds(search_dir: Path) -> float | None:
+    """Wall time of the search's runs that ended (``runs.jsonl``); None: none ended yet."""
+    try:
+        lines = (Path(search_dir) / RUNS_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    runs = [json.loads(line) for line in lines if line.strip().endswith("}")]
+    return sum(r["ended"] - r["started"] for r in runs) if runs else None
+
+
+def trial_rows(search_dir: Path, settings, study) -> list[dict[str, Any]]:
+    """One row per own trial of the study, from the study and the trial's folder."""
+    from textsearch.study import CONFIG_ATTR, is_own, status
+
     sign = 1 if settings.mode == "max" else -1
     rows = []
-    for result in grid:
-        df = result.metrics_dataframe
-        trial_id = (result.metrics or {}).get("trial_id") or trial_id_of(result.path)
-        told = study.get(trial_id)
-        state = told.state if told is not None else None
-        epochs = int(df["epoch"].max()) if df is not None and "epoch" in df and len(df) else 0
-        values = ([v for v in (df[settings.metric].map(_finite) if df is not None
-                   and settings.metric in df else []) if v is not None])
-        best = max(values, key=lambda v: sign * v) if values else None
-        if result.error is not None or trial_id in errors or state == TrialState.FAIL:
-            status = "errored"
-        elif state == TrialState.PRUNED:
-            status = "stopped_early"
-        elif state == TrialState.COMPLETE or epochs >= settings.max_epochs:
-            status = "completed"
-        else:
-            status = "unfinished"
-        # a trial that never started has no result config; the study has its params
-        config = dict(result.config or {}) or (dict(told.params) if told is not None else {})
-        last = df.iloc[-1] if df is not None and len(df) else {}
+    for t in study.get_trials(deepcopy=False):
+        if not is_own(t):
+            continue
+        folder = Path(search_dir) / trial_dir_name(t.number)
+        progress = read_progress(folder / PROGRESS_FILE)
+        scored = [(v, int(r["epoch"])) for v, r in
+                  ((_finite(r.get(settings.metric)), r) for r in progress) if v is not None]
+        values = [v for v, _ in scored]
+        best, best_epoch = max(scored, key=lambda p: (sign * p[0], -p[1])) if scored else (None, None)
+        last = progress[-1] if progress else {}
+        state = status(t)
+        failure = _json(folder / ERROR_FILE) or {}
         rows.append({
-            "trial_id": trial_id,
-            "status": status,
-            "epochs": epochs,
+            "trial_id": trial_id(t.number),
+            "number": t.number,
+            "status": state,
+            "epochs": len(progress),
             f"best_{settings.metric}": best,
+            "best_epoch": best_epoch,
             f"last_{settings.metric}": values[-1] if values else None,
             "objectives": {m: _finite(last.get(m)) for m, _ in settings.objective_list},
-            "stopped_at_epoch": epochs if status == "stopped_early" else None,
-            "error": errors.get(trial_id) or error_line(result.error),
-            "config": config,
-            "path": str(result.path),
-            "_result": result,
+            "stopped_at_epoch": len(progress) if state == "stopped_early" else None,
+            "error": (failure.get("error") or t.user_attrs.get("error")
+                      if state == "errored" else None),
+            "config": dict(t.user_attrs.get(CONFIG_ATTR) or t.params),
+            "path": folder.name,
         })
     return rows
 
 
-def summarize(settings: SearchSettings, grid, bundle=None, wall_s: float | None = None,
-              evaluate: bool = True, errors: dict[str, str] | None = None) -> dict[str, Any]:
-    from textsearch.training import TrainConfig, evaluate_checkpoint
-
-    rows = trial_rows(settings, grid, errors)
-    key = f"best_{settings.metric}"
-    sign = 1 if settings.mode == "max" else -1
+def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+    """The best trial: best epoch value of ``metric``, ties to the earlier trial."""
+    key, sign = f"best_{metric}", 1 if mode == "max" else -1
     scored = [r for r in rows if r[key] is not None]
-    best = max(scored, key=lambda r: sign * r[key]) if scored else None
+    return min(scored, key=lambda r: (-sign * r[key], r["number"])) if scored else None
+
+
+def load_settings(search_dir: Path):
+    from textsearch.search import SearchSettings
+
+    if not (Path(search_dir) / SETTINGS_FILE).is_file():
+        raise UserError(f"{search_dir} is not a search folder (no {SETTINGS_FILE})")
+    return SearchSettings.load(Path(search_dir))
+
+
+def summarize(search_dir: Path) -> dict[str, Any]:
+    """The summary of the search in ``search_dir``, as its folder holds it now."""
+    from textsearch.study import has_study, is_own, load_study, pareto_front
+
+    search_dir = Path(search_dir)
+    settings = load_settings(search_dir)
+    if not has_study(search_dir):
+        raise UserError(f"{search_dir} holds no study yet: its search has not started")
+    study = load_study(search_dir)
+    rows = trial_rows(search_dir, settings, study)
+    best = best_row(rows, settings.metric, settings.mode)
     best_info = None
     if best is not None:
-        test_acc, checkpoint = None, None
-        ckpt = best["_result"].get_best_checkpoint(settings.metric, settings.mode)
-        if ckpt is not None:
-            checkpoint = str(Path(ckpt.path) / CHECKPOINT_FILE)
-            if evaluate:
-                import torch
-
-                cfg = TrainConfig.from_dict({**settings.fixed, **best["config"]})
-                # on the driver's GPU when it has one
-                cfg.gpus = 1 if torch.cuda.is_available() else 0
-                if not cfg.gpus and cfg.precision == "16-mixed":
-                    cfg.precision = "32"
-                test_acc = evaluate_checkpoint(cfg, checkpoint, bundle).get("test_acc")
+        checkpoint = search_dir / best["path"] / BEST_CHECKPOINT
+        tested = _json(search_dir / best["path"] / TEST_METRICS) or {}
+        fresh = tested.get("epoch") == best["best_epoch"]
         best_info = {
             "trial_id": best["trial_id"],
             "config": {**settings.fixed, **best["config"]},
             "params": best["config"],
-            settings.metric: best[key],
-            "test_acc": test_acc,
-            "checkpoint": checkpoint,
+            settings.metric: best[f"best_{settings.metric}"],
+            "epoch": best["best_epoch"],
+            "test_acc": tested.get("test_acc") if fresh else None,
+            "checkpoint": f"{best['path']}/{BEST_CHECKPOINT}" if checkpoint.is_file() else None,
         }
-    pareto = pareto_trials(settings, rows) if settings.multi_objective else None
+    pareto = None
+    if settings.multi_objective:
+        pareto = [{"trial_id": trial_id(p["number"]), "values": p["values"], "params": p["params"]}
+                  for p in pareto_front(study, settings.objective_list)]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    summary = {
-        "search": settings.name,
+    return {
+        "search": search_dir.name,
         "space": settings.space,
         "metric": settings.metric,
         "mode": settings.mode,
         "max_epochs": settings.max_epochs,
+        "num_samples": settings.num_samples,
         "num_trials": len(rows),
         "status_counts": counts,
         "total_epochs": sum(r["epochs"] for r in rows),
-        "wall_s": wall_s,
+        "wall_s": wall_seconds(search_dir),
         "best": best_info,
         "objectives": [list(o) for o in settings.objective_list],
         "pareto": pareto,
-        "warm_start": list(settings.warm_start),
-        "trials": [{k: v for k, v in r.items() if k != "_result"} for r in rows],
+        "warm_start": json.loads((search_dir / SETTINGS_FILE).read_text()).get("warm_start", []),
+        "warm_started": sum(1 for t in study.get_trials(deepcopy=False) if not is_own(t)),
+        "trials": rows,
     }
-    return summary
 
 
-def pareto_trials(settings: SearchSettings, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Pareto-optimal trials of a multi-objective search, as the study finds them.
+def find_trial(summary: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """The summary's trial named by ``text`` (``7``, ``0007`` or ``trial_0007``)."""
+    number = trial_number(text)
+    return next((t for t in summary["trials"] if t["number"] == number), None)
 
-    Only trials that ran all their epochs (COMPLETE) are on the front, each with its
-    objective values; trials added by ``--warm_start`` are left out.
+
+def evaluate_best(search_dir: Path, bundle=None) -> float | None:
+    """Test the best trial's ``best.ckpt`` (once per checkpoint: ``test.json``).
+
+    On the driver's GPU when it has one.  Returns the test accuracy (None: no best trial).
     """
-    if not (settings.search_dir / STUDY_FILE).exists():
-        return []
-    from textsearch.searcher import load_study
+    summary = summarize(search_dir)
+    best = summary["best"]
+    if best is None or best["checkpoint"] is None:
+        return None
+    if best["test_acc"] is not None:
+        return best["test_acc"]
+    import torch
 
-    ours = {r["trial_id"] for r in rows}
-    front = []
-    for t in load_study(settings.search_dir).best_trials:
-        trial_id = t.user_attrs.get("ray_trial_id")
-        if trial_id in ours:
-            front.append({"trial_id": trial_id,
-                          "values": dict(zip([m for m, _ in settings.objective_list], t.values)),
-                          "params": dict(t.params)})
-    return front
+    from textsearch.training import evaluate_checkpoint
+
+    # the checkpoint holds its config; the data is the search's, already in memory
+    metrics = evaluate_checkpoint(Path(search_dir) / best["checkpoint"], bundle,
+                                  gpus=1 if torch.cuda.is_available() else 0)
+    folder = Path(search_dir) / Path(best["checkpoint"]).parent
+    (folder / TEST_METRICS).write_text(json.dumps({"epoch": best["epoch"], **metrics}))
+    return metrics.get("test_acc")
 
 
 def write_summary(search_dir: Path, summary: dict[str, Any]) -> None:
@@ -200,7 +234,8 @@ def trials_table(summary: dict[str, Any]) -> pd.DataFrame:
     df = pd.DataFrame.from_records(records)
     if len(df):
         ascending = summary["mode"] == "min"
-        df = df.sort_values(f"best_{metric}", ascending=ascending, na_position="last")
+        df = df.sort_values([f"best_{metric}", "trial_id"], ascending=[ascending, True],
+                            na_position="last")
     return df
 
 
@@ -211,6 +246,8 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
     lines = [f"Search {summary['search']!r}: {summary['num_trials']} trials "
              f"({', '.join(f'{n} {s}' for s, n in sorted(summary['status_counts'].items()))}), "
              f"{summary['total_epochs']} epochs trained"]
+    if summary.get("warm_started"):
+        lines[0] += f"; {summary['warm_started']} trial(s) added from older searches"
     if len(df):
         cols = [c for c in df.columns if c not in ("error",)]
         with pd.option_context("display.width", 200, "display.max_columns", 30,
@@ -220,6 +257,9 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
         errored = df[df["status"] == "errored"]
         for _, row in errored.iterrows():
             lines.append(f"trial {row['trial_id']} errored: {row['error']}")
+        for t in summary["trials"]:
+            if t["status"] == "unfinished":
+                lines.append(f"trial {t['trial_id']} unfinished after {t['epochs']} epoch(s)")
     best = summary["best"]
     if best is None:
         lines.append(f"No trial reported {metric}.")

@@ -1,16 +1,17 @@
 """One search trial: the same :func:`textsearch.training.train`, reporting once per epoch.
 
-Inside Ray Tune (:func:`tune_trial`) each epoch's metrics go to ``tune.report`` together
-with a Lightning checkpoint, so ASHA can stop the trial and a stopped, crashed or
-interrupted trial keeps its state.  Outside Ray (:func:`run_trial` with ``in_tune=False``,
+Inside Ray Tune (:func:`tune_trial`) each epoch's metrics go to ``tune.report``, after the
+trial wrote them to its folder with a Lightning checkpoint, so ASHA can stop the trial and
+a stopped, crashed or interrupted trial keeps its state.  Outside Ray (:func:`run_trial` with ``in_tune=False``,
 the ``--debug`` run) the same code prints each epoch's metrics instead.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import csv
+import io
 import logging
+import math
 import os
 import shutil
 import sys
@@ -26,10 +27,9 @@ from pytorch_lightning.callbacks import Callback
 from textsearch.data import DataBundle
 from textsearch.data.util import atomic_path
 from textsearch.errors import TrialGPUError
-from textsearch.layout import CHECKPOINT_FILE, LATEST_CHECKPOINT, LATEST_METRICS
+from textsearch.layout import BEST_CHECKPOINT, LATEST_CHECKPOINT, PROGRESS_FILE
+from textsearch.summary import read_progress
 from textsearch.training import TrainConfig, TrainResult, device_name, train
-
-log = logging.getLogger(__name__)
 
 REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc")
 
@@ -43,6 +43,7 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
     if dm is not None and dm.bundle is not None:
         metrics.update(pl_module.model_stats(tuple(dm.bundle.input_dims)))
     metrics["epoch"] = trainer.current_epoch + 1
+    metrics["pid"] = os.getpid()  # the process that trained it (a reused one runs many trials)
     device = device_name(trainer)
     metrics["device"] = device
     metrics["gpu_mem_peak_mb"] = (torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
@@ -54,46 +55,95 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
     return metrics
 
 
-class TuneReportCallback(Callback):
-    """Reports each epoch to Ray Tune, with a checkpoint, once the epoch is fully done.
+class ProgressLog:
+    """A trial's ``progress.csv``: one row per reported epoch, appended by the trial itself.
 
-    At an epoch's end its metrics are gathered and a checkpoint is written (the usual
-    end-of-epoch checkpoint, from which Lightning resumes at the next epoch).  They are
-    sent at the start of the next epoch, or at the end of training, when Lightning has
-    logged the epoch: ASHA may stop the trial right after a report, and nothing of the
-    epoch must be lost then.
-
-    Just before it is reported, the checkpoint is also linked as ``latest.ckpt`` in the
-    trial's folder, its metrics beside it in ``latest.json``.  Ray registers a reported
-    checkpoint a moment after it logs the result; a search interrupted in between would
-    resume the trial from the epoch before, and train an epoch twice.
-    :func:`resume_point` takes whichever of the two is newer, and ``unreported`` (the
-    metrics of a resumed epoch that the search never logged) is reported first.
+    The columns are the first row's.  Each row is one write of one whole line, so a trial
+    killed mid-write leaves at most a last line without its newline, which reading skips
+    and the next append replaces.
     """
 
-    def __init__(self, trial_dir: Path, unreported: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def rows(self) -> list[dict[str, str]]:
+        return read_progress(self.path)
+
+    def append(self, row: dict[str, Any]) -> None:
+        text = self.path.read_text() if self.path.exists() else ""
+        whole = text[:text.rfind("\n") + 1]  # a half-written last line is dropped
+        if whole != text:
+            self.path.write_text(whole)
+        header = whole.split("\n", 1)[0].split(",") if whole else list(row)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        if not whole:
+            writer.writerow(header)
+        writer.writerow(["" if row.get(k) is None else row.get(k) for k in header])
+        with self.path.open("a") as f:
+            f.write(out.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class TuneReportCallback(Callback):
+    """Reports each epoch to Ray Tune once the epoch is fully done, and keeps its checkpoint.
+
+    At an epoch's end its metrics are gathered and a checkpoint is written (the usual
+    end-of-epoch checkpoint, from which Lightning resumes at the next epoch), holding the
+    metrics too (this callback's state).  They are reported at the start of the next epoch,
+    or at the end of training, when Lightning has logged the epoch: ASHA may stop the trial
+    right after a report, and nothing of the epoch must be lost then.  A report:
+
+    1. makes the checkpoint the trial's ``latest.ckpt`` (an atomic rename), and its
+       ``best.ckpt`` when ``metric`` improved (a hard link);
+    2. appends the metrics to the trial's ``progress.csv``;
+    3. hands them to ``tune.report``.
+
+    A trial that starts from ``latest.ckpt`` (resumed, or retried after a crash) reports that
+    checkpoint's epoch first: logged too if the trial was stopped between steps 1 and 2, so
+    each epoch is logged once, and told again to the search either way (the driver may have
+    been stopped before it heard it; the searcher takes each epoch once).
+    """
+
+    def __init__(self, trial_dir: Path, metric: str, mode: str,
+                 resumed: dict[str, Any] | None = None) -> None:
         self.trial_dir = Path(trial_dir)
-        self._pending: tuple[dict[str, float], Path] | None = None
+        self.metric, self.sign = metric, 1.0 if mode == "max" else -1.0
+        self.progress = ProgressLog(self.trial_dir / PROGRESS_FILE)
+        self._pending: tuple[dict[str, Any], Path | None] | None = None
+        self._state: dict[str, Any] = {}
         self._last_report_s = 0.0
         for stale in self.trial_dir.glob(".ckpt-*"):  # left by a worker that was killed
-            shutil.rmtree(stale, ignore_errors=True)
-        if unreported is not None:
-            folder = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.trial_dir))
-            shutil.copyfile(self.trial_dir / LATEST_CHECKPOINT, folder / CHECKPOINT_FILE)
-            self._pending = (dict(unreported), folder)
+            stale.unlink(missing_ok=True)
+        rows = self.progress.rows()
+        values = [_number(r.get(metric)) for r in rows]
+        self.best = max((self.sign * v for v in values if v is not None), default=None)
+        if resumed is not None and resumed.get("epoch") == len(rows) + 1:
+            self._pending = (dict(resumed), None)  # checkpointed, never logged
+        elif resumed is not None and resumed.get("epoch") == len(rows):
+            self._pending = ({**resumed, "logged": True}, None)  # logged; tell it again
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self._state)  # saved in the checkpoint: that epoch's metrics
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass  # read by resumed_metrics before training starts
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
-        # in the trial's folder, so that latest.ckpt can be a hard link (no second write)
         self.trial_dir.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.trial_dir))
+        fd, name = tempfile.mkstemp(prefix=".ckpt-", dir=self.trial_dir)
+        os.close(fd)
         start = time.perf_counter()
-        trainer.save_checkpoint(folder / CHECKPOINT_FILE)
         metrics = epoch_metrics(trainer, pl_module)
-        # per-epoch cost beside the training loop: this epoch's checkpoint, and the previous
-        # epoch's report (TensorBoard flush, latest.ckpt, tune.report with its checkpoint)
-        metrics["checkpoint_s"] = time.perf_counter() - start
+        metrics["timestamp"] = time.time()
+        # per-epoch cost beside the training loop: the previous epoch's report (TensorBoard
+        # flush, checkpoint links, progress row, tune.report); this one's checkpoint below
         metrics["report_s"] = self._last_report_s
-        self._pending = (metrics, folder)
+        self._state = {METRICS_KEY: metrics}
+        trainer.save_checkpoint(name)
+        metrics["checkpoint_s"] = time.perf_counter() - start
+        self._pending = (metrics, Path(name))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
         self._report(trainer)
@@ -111,56 +161,59 @@ class TuneReportCallback(Callback):
 
         if self._pending is None:
             return
-        (metrics, folder), self._pending = self._pending, None
+        (metrics, checkpoint), self._pending = self._pending, None
+        logged = metrics.pop("logged", False)
         metrics["node_id"] = ray.get_runtime_context().get_node_id()  # which machine trained it
         start = time.perf_counter()
         if trainer is not None and trainer.logger is not None:
             trainer.logger.save()
             trainer.logger.experiment.flush()
-        try:
-            keep_latest(folder / CHECKPOINT_FILE, metrics, self.trial_dir)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        # including the wait until the search has logged the result and registered the
-        # checkpoint: tune.report returns only then, and the trial idles meanwhile
+        latest = self.trial_dir / LATEST_CHECKPOINT
+        if checkpoint is not None:
+            os.replace(checkpoint, latest)
+        value = _number(metrics.get(self.metric))
+        if not logged and value is not None and (self.best is None or
+                                                 self.sign * value > self.best):
+            self.best = self.sign * value
+            link_or_copy(latest, self.trial_dir / BEST_CHECKPOINT)
+        if not logged:
+            self.progress.append(metrics)
+        tune.report(metrics)
+        # including the wait until the search has taken the result: tune.report returns
+        # only then, and the trial idles meanwhile
         self._last_report_s = time.perf_counter() - start
 
 
-def keep_latest(checkpoint: Path, metrics: dict[str, Any], trial_dir: Path) -> None:
-    """Make ``latest.ckpt`` the ``checkpoint`` about to be reported, with its metrics.
+METRICS_KEY = "epoch_metrics"  # in a checkpoint's state of TuneReportCallback
 
-    Each file is replaced atomically; the checkpoint is a hard link where possible.
-    """
-    with atomic_path(trial_dir / LATEST_METRICS) as tmp:
-        tmp.write_text(json.dumps(metrics))
-    with atomic_path(trial_dir / LATEST_CHECKPOINT) as tmp:
+
+def _number(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` becomes ``source``'s file: a hard link where possible, atomically."""
+    with atomic_path(target) as tmp:
         tmp.unlink()  # atomic_path made an empty file there; the link takes its name
         try:
-            os.link(checkpoint, tmp)
+            os.link(source, tmp)
         except OSError:
-            shutil.copyfile(checkpoint, tmp)
+            shutil.copyfile(source, tmp)
 
 
-def unreported_epoch(trial_dir: Path, resume_from: str | None, logged_epochs: int | None
-                     ) -> dict[str, Any] | None:
-    """The metrics of the epoch a trial resumes from, if the search never logged them.
-
-    ``logged_epochs``: how many epochs the search had logged for this trial when it was
-    resumed (None: not known, so the epoch is taken as logged).  Only ``latest.ckpt`` can
-    be ahead of the log: it is linked just before its epoch is reported.
-    """
-    latest = trial_dir / LATEST_CHECKPOINT
-    if logged_epochs is None or resume_from is None or Path(resume_from) != latest:
+def resumed_metrics(checkpoint: str | None) -> dict[str, Any] | None:
+    """The metrics of the epoch a trial's ``latest.ckpt`` holds (None: none there)."""
+    if checkpoint is None:
         return None
-    try:
-        metrics = json.loads((trial_dir / LATEST_METRICS).read_text())
-    except (OSError, ValueError):
-        return None
-    epoch = checkpoint_epoch(latest)
-    if epoch is None or metrics.get("epoch") != epoch + 1 or epoch + 1 <= logged_epochs:
-        return None
-    return metrics
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for key, value in state.get("callbacks", {}).items():
+        if "TuneReportCallback" in key and METRICS_KEY in value:
+            return dict(value[METRICS_KEY])
+    return None
 
 
 class PrintReportCallback(Callback):
@@ -190,16 +243,9 @@ def checkpoint_epoch(path: Path) -> int | None:
     return int(state["epoch"])
 
 
-def resume_point(ray_checkpoint: Path | None, latest: Path) -> str | None:
-    """The newer usable one of Ray's restored checkpoint and the trial's ``latest.ckpt``.
-
-    None: the trial starts from scratch (no checkpoint, or only damaged ones).
-    """
-    # on a tie, latest.ckpt: it has its metrics beside it (see unreported_epoch)
-    candidates = [p for p in (latest, ray_checkpoint) if p is not None and p.exists()]
-    epochs = {p: checkpoint_epoch(p) for p in candidates}
-    usable = [p for p in candidates if epochs[p] is not None]
-    return str(max(usable, key=lambda p: epochs[p])) if usable else None
+def resume_point(latest: Path) -> str | None:
+    """The trial's ``latest.ckpt`` if it is usable; None: the trial starts from scratch."""
+    return str(latest) if latest.exists() and checkpoint_epoch(latest) is not None else None
 
 
 def lightning_devices(assigned: list, cuda_visible: str | None, cuda_count: int
@@ -227,19 +273,19 @@ def lightning_devices(assigned: list, cuda_visible: str | None, cuda_count: int
 def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle | None,
               run_dir: Path, *, in_tune: bool, cpu_threads: int | None = None,
               ckpt_path: str | None = None, progress: bool = False,
-              callbacks: list[Callback] | None = None,
-              unreported: dict[str, Any] | None = None) -> TrainResult:
+              callbacks: list[Callback] | None = None, metric: str = "val_acc",
+              mode: str = "max") -> TrainResult:
     """Train ``fixed`` + ``params`` (params win), as one trial of a search.
 
-    In Tune, ``run_dir`` is the trial's folder in the search directory; ``unreported``: see
-    :class:`TuneReportCallback`.
+    In Tune, ``run_dir`` is the trial's folder in the search directory, and ``ckpt_path``
+    its ``latest.ckpt`` when it resumes; ``metric``/``mode`` choose its ``best.ckpt``.
     """
     cfg = TrainConfig.from_dict({**fixed, **params})
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    reporter = (TuneReportCallback(run_dir, unreported) if in_tune
+    reporter = (TuneReportCallback(run_dir, metric, mode, resumed_metrics(ckpt_path)) if in_tune
                 else PrintReportCallback())
-    # In Tune, checkpoints are Tune's (one per epoch, best and latest kept).
+    # In Tune, the checkpoints are the reporter's (latest.ckpt and best.ckpt).
     result = train(cfg, run_dir, bundle=bundle, callbacks=[reporter, *(callbacks or [])],
                    ckpt_path=ckpt_path, test=not in_tune, enable_progress_bar=progress,
                    enable_checkpointing=not in_tune)
@@ -250,11 +296,12 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
 
 def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
                fixed: dict[str, Any] | None = None, cpu_threads: int = 1,
-               logged_epochs: dict[str, int] | None = None) -> None:
+               metric: str = "val_acc", mode: str = "max") -> None:
     """Ray Tune's entry point (wrapped with ``tune.with_parameters``).
 
     ``fixed["gpus"]`` is the trial's GPU share; the GPU itself is the one Ray assigned.
-    ``logged_epochs``: on a resumed search, how many epochs of each trial were logged.
+    The trial continues from its folder's ``latest.ckpt`` when there is one: a search
+    resumed, or Ray retrying the trial after a crash.
     """
     import ray
     from ray import tune
@@ -270,26 +317,18 @@ def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
     if accelerator == "cpu" and fixed.get("gpus", 0) > 0:
         raise TrialGPUError(f"this trial holds {fixed['gpus']:g} GPU but Ray assigned it none")
     context = tune.get_context()
-    trial_dir = Path(context.get_trial_dir())
-    keep = stored_trial_dir(context.get_storage(), trial_dir)
-    checkpoint = tune.get_checkpoint()
-    # A local checkpoint is read where it is; a remote one is fetched and removed afterwards.
-    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as local:
-        ckpt_path = resume_point(Path(local) / CHECKPOINT_FILE if local else None,
-                                 keep / LATEST_CHECKPOINT)
-        logged = (logged_epochs or {}).get(context.get_trial_id())
-        run_trial(config, fixed, bundle, keep, in_tune=True, cpu_threads=cpu_threads,
-                  ckpt_path=ckpt_path, unreported=unreported_epoch(keep, ckpt_path, logged))
+    folder = stored_trial_dir(context.get_storage(), Path(context.get_trial_dir()))
+    run_trial(config, fixed, bundle, folder, in_tune=True, cpu_threads=cpu_threads,
+              ckpt_path=resume_point(folder / LATEST_CHECKPOINT), metric=metric, mode=mode)
 
 
 def stored_trial_dir(storage, trial_dir: Path) -> Path:
     """The trial's folder in the search directory, as seen from the node that runs it.
 
-    ``trial_dir`` is Ray's staging folder on that node.  Ray syncs it to the search
-    directory only for a fresh trial process on the driver's node: not on another node, not
-    in a reused process, and not across Ray sessions.  So a trial writes its TensorBoard
-    events and ``latest.ckpt`` straight to the search directory (a path every node reaches,
-    see ``--results_dir``).
+    ``trial_dir`` is Ray's staging folder on that node, which Ray syncs to the search
+    directory only in some cases (not from another node, not from a reused process).  So a
+    trial writes its progress, TensorBoard events and checkpoints straight to the search
+    directory (a path every node reaches, see ``--results_dir``).
     """
     if getattr(storage.storage_filesystem, "type_name", "") != "local":
         return trial_dir

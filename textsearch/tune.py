@@ -111,7 +111,7 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
     d = space.defaults
     fixed = fixed_config(args, space)
     settings = SearchSettings(
-        space=space.name, space_path=str(space.path),
+        space=space.name, space_source=args.space,
         name=args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         results_dir=str(Path(args.results_dir).resolve()),
         num_samples=args.num_samples or d.num_samples,
@@ -173,9 +173,8 @@ def run(args: argparse.Namespace) -> int:
         if not (search_dir / SETTINGS_FILE).exists():
             raise UserError(f"no search to resume at {search_dir}")
         settings = SearchSettings.load(search_dir)
-        settings.results_dir, settings.name = str(search_dir.parent.resolve()), search_dir.name
-        space = spaces.load(settings.space_path)
         print(f"resuming search {search_dir} (original settings from search.json)")
+        space = settings.load_space()
         if args.num_samples is not None:
             if args.num_samples < settings.num_samples:
                 raise UserError(f"--num_samples {args.num_samples}: search {search_dir} already "

@@ -23,6 +23,9 @@ from typing import Any
 
 from textsearch.errors import UserError
 from textsearch.layout import SETTINGS_FILE, STUDY_FILE
+from textsearch.spaces import AnsweringTrial
+
+RAY_TRIAL_ATTR = "ray_trial_id"  # textsearch.searcher's; not copied with a trial
 
 
 @dataclass
@@ -70,62 +73,12 @@ def check_source(path: str | Path) -> Path:
     return folder.resolve()
 
 
-class _Replay:
-    """A stand-in for an Optuna trial that answers with an old trial's values.
-
-    The space function asks for each parameter with the range that follows from the values
-    before it; each old value is kept if it lies in that range, else dropped (the space
-    then goes on with it, or with the range's low end if the old trial lacked it).
-    """
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.old = params
-        self.params: dict[str, Any] = {}
-        self.distributions: dict[str, Any] = {}
-        self.dropped: list[str] = []
-        self.asked: set[str] = set()
-
-    def _answer(self, name: str, dist, fallback: Any) -> Any:
-        self.asked.add(name)
-        if name not in self.old:
-            return fallback
-        value = self.old[name]
-        try:
-            ok = dist._contains(dist.to_internal_repr(value))
-        except (TypeError, ValueError):
-            ok = False
-        if ok:
-            self.params[name], self.distributions[name] = value, dist
-        else:
-            self.dropped.append(f"{name} outside its new range")
-        return value
-
-    def suggest_int(self, name, low, high, *, step=1, log=False):
-        from optuna.distributions import IntDistribution
-
-        return self._answer(name, IntDistribution(low, high, step=step, log=log), low)
-
-    def suggest_float(self, name, low, high, *, step=None, log=False):
-        from optuna.distributions import FloatDistribution
-
-        return self._answer(name, FloatDistribution(low, high, step=step, log=log), low)
-
-    def suggest_categorical(self, name, choices):
-        from optuna.distributions import CategoricalDistribution
-
-        return self._answer(name, CategoricalDistribution(list(choices)), list(choices)[0])
-
-    # Space functions only suggest; anything else a real trial offers is not replayed.
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"a warm-start replay offers suggest_* only, not {name}")
-
-
 def collect(source: Path, space, objectives: list[tuple[str, str]]) -> WarmStart:
     """The trials of the old search at ``source`` that fit ``space`` and ``objectives``."""
     import optuna
     from optuna.trial import TrialState
 
-    from textsearch.searcher import load_study
+    from textsearch.study import WARM_START_ATTR, load_study
 
     out = WarmStart(source)
     try:
@@ -144,16 +97,15 @@ def collect(source: Path, space, objectives: list[tuple[str, str]]) -> WarmStart
         if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             out.left_out["failed" if t.state == TrialState.FAIL else "unfinished"] += 1
             continue
-        replay = _Replay(t.params)
+        replay = AnsweringTrial(t.params)
         try:
             space.space(replay)
         except Exception as err:  # the new space cannot replay this trial
             out.left_out[f"not replayable ({type(err).__name__})"] += 1
             continue
-        for name in t.params:
-            if name not in replay.params and name not in replay.asked:
-                replay.dropped.append(f"{name} not in this space")
-        out.dropped.update(replay.dropped)
+        out.dropped.update(f"{name} outside its new range" for name in replay.dropped)
+        out.dropped.update(f"{name} not in this space" for name in t.params
+                           if name not in replay.asked)
         if not replay.params:
             out.left_out["no parameter of this space"] += 1
             continue
@@ -167,9 +119,8 @@ def collect(source: Path, space, objectives: list[tuple[str, str]]) -> WarmStart
             params=replay.params,
             distributions=replay.distributions,
             intermediate_values=dict(t.intermediate_values),
-            user_attrs={**{k: v for k, v in t.user_attrs.items() if k != "ray_trial_id"},
-                        "warm_start_from": str(source),
-                        "warm_start_trial": t.user_attrs.get("ray_trial_id", t.number)},
+            user_attrs={**{k: v for k, v in t.user_attrs.items() if k != RAY_TRIAL_ATTR},
+                        WARM_START_ATTR: source.name, "warm_start_trial": t.number},
         ))
     return out
 
