@@ -64,7 +64,7 @@ def run_textsearch(mode: Mode, results: Path, seed: int, fixed: bool = False,
         *(["--max_concurrent", "1", "--cpus_per_trial", "2"] if one_at_a_time else []),
         fixed=fixed)
     rows = progress(results / name)
-    configs = [json.loads(p.read_text()) for p in sorted((results / name).glob("*/params.json"))]
+    configs = [json.loads(p.read_text()) for p in sorted((results / name).glob("trial_*/config.json"))]
     curve = sorted((r["epoch_end_at"] - start, r["val_acc"]) for r in rows)
     # per-epoch cost beside the training loop: the epoch's checkpoint and its report (the
     # report of epoch n is measured in epoch n + 1's row)

@@ -79,12 +79,15 @@ def cluster(data_root):
                                  text=True, timeout=120)
         assert refused.returncode != 0
         assert "Authentication token is missing" in refused.stdout + refused.stderr
+        second_port = free_port()  # names the second node's raylet, for the node-death drill
         second = subprocess.run([RAY, "start", "--address", address, "--num-cpus", "1",
+                                 "--node-manager-port", str(second_port),
                                  "--disable-usage-stats"], env=node_env, capture_output=True,
                                 text=True, timeout=120)
         assert second.returncode == 0, second.stderr[-2000:]
         # the driver: the token is readable here, RAY_AUTH_MODE is not set
         client = {**base, "RAY_AUTH_TOKEN_PATH": str(token), "TEXTSEARCH_DATA_DIR": str(data_root)}
+        client["TEXTSEARCH_TEST_SECOND_NODE_PORT"] = str(second_port)
         yield address, client
     finally:
         stop_cluster(temp_dir)
@@ -143,7 +146,8 @@ def test_search_on_two_nodes_is_interrupted_and_resumed(cluster, tmp_path):
     assert len(nodes) == 2  # trials ran on both nodes
     for trial in after:  # each trial's TensorBoard events reached the search folder
         assert list((search / trial / "tensorboard").glob("events.out.tfevents.*")), trial
-    assert summary["best"]["test_acc"] is not None and Path(summary["best"]["checkpoint"]).exists()
+    assert summary["best"]["test_acc"] is not None
+    assert (search / summary["best"]["checkpoint"]).is_file()
     assert "Best config" in out
 
 
@@ -157,3 +161,52 @@ def test_explicit_address_without_a_token_says_what_to_set(cluster, tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"textsearch.tune: error: cannot connect to the Ray cluster at {address}")
     assert "set RAY_AUTH_MODE=token" in last and "RAY_AUTH_TOKEN_PATH" in last
+
+
+def second_raylet(port: str) -> tuple[psutil.Process, str]:
+    """The raylet of the node started with ``--node-manager-port port``, and its node id."""
+    for p in psutil.process_iter(["name", "cmdline"]):
+        args = p.info["cmdline"] or []
+        if "raylet" in (p.info["name"] or "") and f"--node_manager_port={port}" in args:
+            node_id = next(a.split("=", 1)[1] for a in args if a.startswith("--node_id="))
+            return p, node_id
+    raise AssertionError(f"no raylet with node manager port {port}")
+
+
+def test_worker_node_dies_mid_search(cluster, tmp_path):
+    """The second node's raylet is killed while a trial trains there: the trial is retried on
+    the head node from its last checkpoint, each epoch is logged once, and the search ends
+    with every trial counted once."""
+    address, env = cluster
+    raylet, second_node = second_raylet(env["TEXTSEARCH_TEST_SECOND_NODE_PORT"])
+    log = (tmp_path / "search.log").open("w")
+    proc = tune(address, env, tmp_path, "--space", str(SPACES / "retry.py"), "--name", "n",
+                "--max_concurrent", "2", "--max_failures", "2", stdout=log,
+                stderr=subprocess.STDOUT)
+    search = tmp_path / "n"
+    victim, deadline = None, time.time() + 300
+    while time.time() < deadline and proc.poll() is None and victim is None:
+        for trial, rs in reports(search).items():  # a trial training there, epochs to go
+            if rs and len(rs) < 4 and rs[-1]["node_id"] == second_node:
+                victim = trial
+        time.sleep(0.2)
+    assert victim is not None, (tmp_path / "search.log").read_text()[-3000:]
+    raylet.kill()  # the node dies: its raylet, and with it the trial's worker
+    assert proc.wait(timeout=600) == 0, (tmp_path / "search.log").read_text()[-3000:]
+    summary = json.loads((search / "summary.json").read_text())
+    assert summary["status_counts"] == {"completed": 3}
+    ids = [t["trial_id"] for t in summary["trials"]]
+    assert len(ids) == len(set(ids)) == 3
+    rows = reports(search)
+    assert sorted(rows) == sorted(f"trial_{i}" for i in ids)
+    for trial, rs in rows.items():
+        assert [int(r["epoch"]) for r in rs] == [1, 2, 3, 4, 5], trial  # each epoch once
+    moved = rows[victim]
+    assert len({r["node_id"] for r in moved}) == 2  # it went on elsewhere, from its checkpoint
+    from optuna.trial import TrialState
+
+    from textsearch.study import load_study
+
+    study = load_study(search)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert all(sorted(t.intermediate_values) == [1, 2, 3, 4, 5] for t in study.trials)

@@ -39,6 +39,28 @@ def test_search_ends_with_a_report_and_pngs(search_dir):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
+def test_plots_draw_the_searchs_own_numbers(search_dir):
+    """What the plots draw, against the trial folders' progress.csv read here by hand."""
+    import csv
+    import itertools
+
+    from textsearch.plots import best_so_far, load_search, param_importances, plot_curves
+
+    by_trial = {f.parent.name.removeprefix("trial_"):
+                [(float(r["timestamp"]), int(r["epoch"]), float(r["val_acc"]))
+                 for r in csv.DictReader(f.open())] for f in search_dir.glob("trial_*/progress.csv")}
+    reports = sorted((ts, ep, v) for rows in by_trial.values() for ts, ep, v in rows)
+    data = load_search(search_dir)
+    assert list(best_so_far(data)["best"]) == pytest.approx(
+        list(itertools.accumulate((v for _, _, v in reports), max)))
+    fig = plot_curves(data)
+    drawn = sorted(list(line.get_ydata()) for line in fig.axes[0].get_lines())
+    assert drawn == sorted([v for _, _, v in rows] for rows in by_trial.values())
+    imp = param_importances(data)
+    assert imp and set(imp) <= {"lr", "conv_dim", "downsample", "batch_size"}
+    assert sum(imp.values()) == pytest.approx(1.0)
+
+
 def test_report_is_self_contained(search_dir):
     page = write_report(search_dir).read_text()
     assert len(re.findall(r"<img [^>]*src='data:image/png;base64,", page)) == 5
@@ -52,7 +74,8 @@ def test_report_cli_bad_input(tmp_path, capsys):
     code, err = run_main(report_main, [str(tmp_path / "missing")], capsys)
     assert code == 2 and "is not a directory" in err
     code, err = run_main(report_main, [str(tmp_path)], capsys)
-    assert code == 2 and "no summary.json" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "not a search folder (no search.json)" in err
+    assert len(err.strip().splitlines()) == 1
     code, err = run_main(report_main, [""], capsys)
     assert code == 2 and "must not be empty" in err
 
@@ -67,7 +90,9 @@ def _chromium() -> str | None:
 def test_report_in_a_real_headless_browser(search_dir, tmp_path):
     browser = _chromium()
     if browser is None:
-        pytest.skip("no chromium here (install Debian's chromium to run this check)")
+        from tests.conftest import skip_or_fail
+
+        skip_or_fail("no chromium here (install Debian's chromium to run this check)")
     page = (search_dir / "report.html").resolve()
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
              "--v=0", f"--user-data-dir={tmp_path / 'profile'}"]

@@ -6,10 +6,11 @@
 - ``space.py``: a copy of the space file, made when the search started (a resume and a
   later warm start read it, not the original);
 - one ``trial_<number>/`` per trial, named after its number in the study: ``progress.csv``
-  (one row per reported epoch, written by the trial), TensorBoard events, ``latest.ckpt``
-  and ``latest.json`` (the last epoch the trial reported, and its metrics, which a resume
-  starts from), ``best.ckpt`` (its best epoch by the search's metric), ``test.json``
-  (that checkpoint's test metrics, once evaluated) and ``error.json`` (why it failed);
+  (one row per reported epoch, written by the trial), ``config.json`` (the full config it
+  trains), TensorBoard events, ``latest.ckpt`` (the last epoch the trial reported, with its
+  metrics: where a resume goes on), ``best.ckpt`` (its best epoch by the search's metric),
+  ``test.json`` (that checkpoint's test metrics, once evaluated) and ``error.json`` (why it
+  failed);
 - ``summary.json`` and ``trials.csv``: the summary when the search last stopped
   (:func:`textsearch.summary.summarize` computes the same from the folder at any moment);
 - ``report.html`` and ``plot_<name>.png``: :mod:`textsearch.report`;
@@ -36,7 +37,6 @@ TRIAL_PREFIX = "trial_"
 SPACE_COPY = "space.py"  # the space file as it was when the search started
 PROGRESS_FILE = "progress.csv"  # in a trial's folder: one row per reported epoch
 LATEST_CHECKPOINT = "latest.ckpt"  # in a trial's folder: its last reported epoch
-LATEST_METRICS = "latest.json"  # beside it: that epoch's metrics
 BEST_CHECKPOINT = "best.ckpt"  # its best epoch by the search's metric (a hard link)
 TEST_METRICS = "test.json"  # that checkpoint's test metrics, once evaluated
 ERROR_FILE = "error.json"  # why the trial failed: exception type and line

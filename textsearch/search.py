@@ -438,6 +438,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     evaluate_best(settings.search_dir, bundle)
     summary = summarize(settings.search_dir)
     write_summary(settings.search_dir, summary)
+    summary["run_wall_s"] = time.time() - started  # this run's (the budget is per run)
     if guard.gpu_error:
         summary["gpu_error"] = f"trial {searcher.number_of(guard.gpu_trial_id)}: {guard.gpu_error}"
     return summary

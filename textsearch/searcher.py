@@ -79,9 +79,13 @@ class StudySearcher(Searcher):
             trial = live_trial(self.study, self.storage, number)
             frozen = self.study.get_trials(deepcopy=False)[number]
             config = dict(frozen.user_attrs.get(CONFIG_ATTR) or frozen.params)
-            done = max(frozen.intermediate_values, default=0)
-            by_epoch = frozen.user_attrs.get(VALUES_BY_EPOCH) or {}
-            self.epochs[trial_id] = max([done, *map(int, by_epoch)])
+            # what the study already holds of it: a resumed trial first reports its last
+            # epoch again, which is then not told twice
+            by_epoch = {int(k): v for k, v in (frozen.user_attrs.get(VALUES_BY_EPOCH) or {}).items()}
+            by_epoch.update({k: [v] for k, v in frozen.intermediate_values.items()})
+            if by_epoch:
+                self.epochs[trial_id] = max(by_epoch)
+                self.values[trial_id] = list(by_epoch[max(by_epoch)])
         elif self.asked >= self.num_samples:
             return Searcher.FINISHED
         else:

@@ -129,11 +129,11 @@ def resolve(name_or_path: str) -> Path:
     if name_or_path.endswith(".py") or "/" in name_or_path:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
-            raise UserError(f"search space file {path} does not exist")
+            raise UserError(f"--space: search space file {path} does not exist")
         return path.resolve()
     spaces = known_spaces()
     if name_or_path not in spaces:
-        raise UserError(f"unknown search space {name_or_path!r}; known: {', '.join(spaces)}")
+        raise UserError(f"--space: unknown search space {name_or_path!r}; known: {', '.join(spaces)}")
     return spaces[name_or_path]
 
 

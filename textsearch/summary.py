@@ -111,7 +111,7 @@ def trial_rows(search_dir: Path, settings, study) -> list[dict[str, Any]]:
             f"last_{settings.metric}": values[-1] if values else None,
             "objectives": {m: _finite(last.get(m)) for m, _ in settings.objective_list},
             "stopped_at_epoch": len(progress) if state == "stopped_early" else None,
-            "error": (failure.get("error") or t.user_attrs.get("error")
+            "error": (t.user_attrs.get("error") or failure.get("error")
                       if state == "errored" else None),
             "config": dict(t.user_attrs.get(CONFIG_ATTR) or t.params),
             "path": folder.name,

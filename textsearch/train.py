@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create runs directory {runs_dir}: {err.strerror}") from None
+        raise UserError(f"--runs_dir: cannot create runs directory {runs_dir}: {err.strerror}") from None
     from textsearch.training import ConfigFile, train  # torch and Lightning: only for a run
 
     result = train(cfg, run_dir, callbacks=[ConfigFile(cfg, run_dir)], enable_progress_bar=progress)

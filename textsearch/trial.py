@@ -27,9 +27,9 @@ from pytorch_lightning.callbacks import Callback
 from textsearch.data import DataBundle
 from textsearch.data.util import atomic_path
 from textsearch.errors import TrialGPUError
-from textsearch.layout import BEST_CHECKPOINT, LATEST_CHECKPOINT, PROGRESS_FILE
+from textsearch.layout import BEST_CHECKPOINT, LATEST_CHECKPOINT, PROGRESS_FILE, TEST_METRICS
 from textsearch.summary import read_progress
-from textsearch.training import TrainConfig, TrainResult, device_name, train
+from textsearch.training import ConfigFile, TrainConfig, TrainResult, device_name, train
 
 REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc")
 
@@ -114,9 +114,18 @@ class TuneReportCallback(Callback):
         self._pending: tuple[dict[str, Any], Path | None] | None = None
         self._state: dict[str, Any] = {}
         self._last_report_s = 0.0
+        self._started = time.time()
         for stale in self.trial_dir.glob(".ckpt-*"):  # left by a worker that was killed
             stale.unlink(missing_ok=True)
         rows = self.progress.rows()
+        if rows and resumed is None:
+            # no usable checkpoint to go on from: the trial starts again at epoch 1, so what
+            # it logged before is set aside rather than followed by a second epoch 1
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            os.replace(self.progress.path, self.progress.path.with_name(f"{PROGRESS_FILE}.{stamp}"))
+            for stale in (BEST_CHECKPOINT, TEST_METRICS):
+                (self.trial_dir / stale).unlink(missing_ok=True)
+            rows = []
         values = [_number(r.get(metric)) for r in rows]
         self.best = max((self.sign * v for v in values if v is not None), default=None)
         if resumed is not None and resumed.get("epoch") == len(rows) + 1:
@@ -137,6 +146,7 @@ class TuneReportCallback(Callback):
         start = time.perf_counter()
         metrics = epoch_metrics(trainer, pl_module)
         metrics["timestamp"] = time.time()
+        metrics["time_total_s"] = metrics["timestamp"] - self._started  # since this run began
         # per-epoch cost beside the training loop: the previous epoch's report (TensorBoard
         # flush, checkpoint links, progress row, tune.report); this one's checkpoint below
         metrics["report_s"] = self._last_report_s
@@ -163,13 +173,17 @@ class TuneReportCallback(Callback):
             return
         (metrics, checkpoint), self._pending = self._pending, None
         logged = metrics.pop("logged", False)
-        metrics["node_id"] = ray.get_runtime_context().get_node_id()  # which machine trained it
+        context = ray.get_runtime_context()
+        metrics["node_id"] = context.get_node_id()  # which machine trained it
+        metrics["ray_cpus"] = context.get_assigned_resources().get("CPU", 0.0)  # what Ray gave it
         start = time.perf_counter()
         if trainer is not None and trainer.logger is not None:
             trainer.logger.save()
             trainer.logger.experiment.flush()
         latest = self.trial_dir / LATEST_CHECKPOINT
         if checkpoint is not None:
+            with open(checkpoint, "rb") as f:  # on disk before it takes latest.ckpt's name
+                os.fsync(f.fileno())
             os.replace(checkpoint, latest)
         value = _number(metrics.get(self.metric))
         if not logged and value is not None and (self.best is None or
@@ -286,7 +300,8 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
     reporter = (TuneReportCallback(run_dir, metric, mode, resumed_metrics(ckpt_path)) if in_tune
                 else PrintReportCallback())
     # In Tune, the checkpoints are the reporter's (latest.ckpt and best.ckpt).
-    result = train(cfg, run_dir, bundle=bundle, callbacks=[reporter, *(callbacks or [])],
+    result = train(cfg, run_dir, bundle=bundle,
+                   callbacks=[reporter, ConfigFile(cfg, run_dir), *(callbacks or [])],
                    ckpt_path=ckpt_path, test=not in_tune, enable_progress_bar=progress,
                    enable_checkpointing=not in_tune)
     if in_tune:

@@ -49,7 +49,7 @@ def build_parser() -> cli.Parser:
     g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE: trials sampled at random before TPE models the results (default: half of --num_samples, 2 to 10)")
     g.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
     g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
-    g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds")
+    g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds (each run: a --resume gets as many again)")
     g.add_argument("--max_failures", "--max-failures", type=cli.nonnegative_int, default=2, help="retries of a crashed trial (from its last checkpoint)")
     g.add_argument("--objectives", type=cli.nonempty_str, help="search several reported metrics at once, e.g. val_acc:max,params:min (2-3; the first is ASHA's; default: the space's)")
     g.add_argument("--warm_start", "--warm-start", action="append", default=[], metavar="SEARCH_DIR", help="add the finished trials of an older search to this one's study first (repeatable)")
@@ -77,9 +77,10 @@ def check_writable(results_dir: Path) -> None:
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create results directory {results_dir}: {err.strerror}") from None
+        raise UserError(f"--results_dir: cannot create results directory {results_dir}: "
+                        f"{err.strerror}") from None
     if not os.access(results_dir, os.W_OK | os.X_OK):
-        raise UserError(f"results directory {results_dir} is not writable")
+        raise UserError(f"--results_dir: results directory {results_dir} is not writable")
 
 
 def latest_search(results_dir: Path, space: str) -> Path:
@@ -213,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"tensorboard --logdir {search_dir} --host 127.0.0.1")
     unfinished = summary["status_counts"].get("unfinished", 0)
     budget = settings.time_budget_s
-    if unfinished and budget and (summary.get("wall_s") or 0) >= budget:
+    if unfinished and budget and summary["run_wall_s"] >= budget:
         print(f"time budget of {budget:g} s reached: {unfinished} trial(s) stopped unfinished "
               "(their checkpoints are kept)")
         return 0

@@ -62,6 +62,8 @@ def old_objectives(search_dir: Path) -> list[tuple[str, str]]:
 
 def check_source(path: str | Path) -> Path:
     """An old search's folder, or one clear error."""
+    if not str(path).strip():
+        raise UserError("--warm_start must not be empty: give an older search's folder")
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise UserError(f"--warm_start {path}: no such folder")

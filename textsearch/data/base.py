@@ -9,7 +9,7 @@ become float in ``[0, 1]`` on the device, in :meth:`BaseDataModule.on_after_batc
 
 from __future__ import annotations
 
-import argparse
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -247,11 +247,28 @@ class BaseDataModule(pl.LightningDataModule):
 
 
 def summary_main(module_cls: type[BaseDataModule], argv: list[str] | None = None) -> int:
-    """``python -m textsearch.data.<name>``: build the data if needed and print its summary."""
-    parser = argparse.ArgumentParser(description=f"Prepare {module_cls.name} and summarise it.")
-    parser.add_argument("--batch_size", type=int, default=128)
+    """``python -m textsearch.data.<name>``: build the data if needed and print its summary.
+
+    Bad flags and data that cannot be had are one line on stderr and exit code 2.
+    """
+    from textsearch import cli
+    from textsearch.data import MODULES
+    from textsearch.errors import EXIT_USER_ERROR, UserError
+
+    prog = f"textsearch.data.{MODULES[module_cls.name]}"
+    parser = cli.Parser(prog=prog, description=f"Prepare {module_cls.name} and summarise it.")
+    parser.add_flag("batch_size", type=cli.positive_int, default=128,
+                    help="examples per batch (default 128)")
     args = parser.parse_args(argv)
-    dm = module_cls(DataConfig(batch_size=args.batch_size))
+    try:
+        return _summarize(module_cls, args.batch_size)
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+
+
+def _summarize(module_cls: type[BaseDataModule], batch_size: int) -> int:
+    dm = module_cls(DataConfig(batch_size=batch_size))
     dm.prepare_data()
     dm.setup()
     print(dm.summary())

@@ -12,7 +12,6 @@ mapping.  Lines are cached in HDF5, keyed by every generation parameter.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -188,21 +187,39 @@ class EMNISTLines(BaseDataModule):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate EMNIST Lines and summarise them.")
+    """``python -m textsearch.data.emnist_lines``: generate the lines and print a summary.
+
+    Bad flags and data that cannot be had are one line on stderr and exit code 2.
+    """
+    import sys
+
+    from textsearch import cli
+    from textsearch.errors import EXIT_USER_ERROR, UserError
+
+    prog = "textsearch.data.emnist_lines"
+    parser = cli.Parser(prog=prog, description="Generate EMNIST Lines and summarise them.")
     d = LinesConfig()
-    for name in ("max_length", "num_train", "num_val", "num_test", "seed"):
-        parser.add_argument(f"--{name}", type=int, default=getattr(d, name))
-    parser.add_argument("--min_overlap", type=float, default=d.min_overlap)
-    parser.add_argument("--max_overlap", type=float, default=d.max_overlap)
-    args = parser.parse_args(argv)
-    dm = EMNISTLines(lines=LinesConfig(**vars(args)))
-    dm.prepare_data()
-    dm.setup()
+    for name in ("max_length", "num_train", "num_val", "num_test"):
+        parser.add_flag(name, type=cli.positive_int, default=getattr(d, name),
+                        help=f"default {getattr(d, name)}")
+    parser.add_flag("seed", type=cli.nonnegative_int, default=d.seed, help=f"default {d.seed}")
+    for name in ("min_overlap", "max_overlap"):
+        parser.add_flag(name, type=cli.nonnegative_float, default=getattr(d, name),
+                        help=f"share of a character's width (default {getattr(d, name)})")
+    parser.add_flag("batch_size", type=cli.positive_int, default=128,
+                    help="examples per batch (default 128)")
+    args = vars(parser.parse_args(argv))
+    batch_size = args.pop("batch_size")
+    try:
+        dm = EMNISTLines(DataConfig(batch_size=batch_size), lines=LinesConfig(**args))
+        dm.prepare_data()
+        dm.setup()
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
     print(dm.summary())
     return 0
 
 
 if __name__ == "__main__":
-    from textsearch.errors import cli_entry
-
-    raise SystemExit(cli_entry(main)())
+    raise SystemExit(main())
