@@ -97,6 +97,33 @@ def test_resume_uses_the_copy_of_an_edited_space(tmp_path, capsys):
     assert len(changed) == 1 and str(space_file) in changed[0] and "space.py" in changed[0]
     conv = [t.params["conv_dim"] for t in load_study(search).trials]
     assert len(conv) == 3 and all(4 <= c <= 5 for c in conv)  # from the copy, not the edit
+    # the TensorBoard command it ends with, run as printed: it listens on 127.0.0.1 only
+    command = [line for line in out.splitlines() if line.startswith("tensorboard --logdir")]
+    assert command == [f"tensorboard --logdir {search} --host 127.0.0.1"]
+    assert_tensorboard_listens_on_localhost(command[0])
+
+
+def assert_tensorboard_listens_on_localhost(command: str) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = command.split()
+    args[0] = str(Path(sys.executable).parent / "tensorboard")
+    board = subprocess.Popen([*args, "--port", str(port)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline, rows = time.time() + 120, []
+        while time.time() < deadline and not rows:
+            assert board.poll() is None, "tensorboard exited"
+            rows = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                                  text=True).stdout.splitlines()
+            time.sleep(0.5)
+        assert [row.split()[3] for row in rows] == [f"127.0.0.1:{port}"]
+    finally:
+        board.terminate()
+        board.wait(timeout=30)
 
 
 def test_report_reads_a_running_search(tmp_path):

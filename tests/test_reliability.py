@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 SPACES = Path(__file__).parent / "spaces"
@@ -291,9 +293,9 @@ def test_full_disk_stops_the_search_and_resume_finishes_it(tmp_path):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        import pytest
+        from tests.conftest import skip_or_fail
 
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+        skip_or_fail(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         first = subprocess.run(
@@ -325,3 +327,72 @@ def test_full_disk_stops_the_search_and_resume_finishes_it(tmp_path):
         assert len(study) == 3 and all(t.state == TrialState.COMPLETE for t in study)
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+KILLED_WRITER = r'''
+import builtins, os, signal, sys
+import optuna
+from textsearch.study import create_study, make_sampler
+
+folder = sys.argv[1]
+study, _ = create_study(folder, "drill", ["maximize"], make_sampler("random", 0, 2))
+for i in range(3):  # three completed trials, each told through the real journal writer
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    study.tell(trial, 0.1 * (i + 1))
+real_open = builtins.open
+
+
+class HalfWriter:
+    """The journal's file: the next write lands half, then the process is killed."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        self.f.write(data[: len(data) // 2])
+        self.f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)  # before the line is finished or the file closed
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.f.__exit__(*exc)
+
+
+def killing_open(path, mode="r", *args, **kwargs):
+    f = real_open(path, mode, *args, **kwargs)
+    return HalfWriter(f) if str(path).endswith("study.journal") and "a" in mode else f
+
+
+builtins.open = killing_open
+trial = study.ask()  # its line is cut in half by the kill
+print("not reached")
+'''
+
+
+def test_driver_killed_while_writing_the_study_loses_no_completed_trial(tmp_path, capsys):
+    """The real Optuna journal writer, killed between writing half a line and closing it."""
+    from optuna.trial import TrialState
+
+    from textsearch.study import load_study
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "s")],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert "not reached" not in done.stdout
+    journal = tmp_path / "s" / "study.journal"
+    assert not journal.read_bytes().endswith(b"\n")  # the half line is there
+    study = load_study(tmp_path / "s")  # the next read recovers
+    assert [(t.state, t.value) for t in study.trials] == \
+        [(TrialState.COMPLETE, pytest.approx(0.1 * (i + 1))) for i in range(3)]
+    assert "cut a damaged last line" in capsys.readouterr().err
+    assert (tmp_path / "s" / "study.journal.damaged").stat().st_size > 0
+    trial = study.ask()  # and the study goes on
+    study.tell(trial, 0.9)
+    assert len(load_study(tmp_path / "s").trials) == 4

@@ -163,7 +163,9 @@ def test_warm_start_adds_old_trials_that_fit(results, mo_search, capsys):
 def test_dashboard_serves_a_running_search_on_localhost(results, data_root):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        pytest.skip("no chromium here (install Debian's chromium to run this check)")
+        from tests.conftest import skip_or_fail
+
+        skip_or_fail("no chromium here (install Debian's chromium to run this check)")
     env = {**os.environ, "PYTHONPATH": str(REPO), "TEXTSEARCH_DATA_DIR": str(data_root)}
     search = subprocess.Popen(
         [sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / "slow.py"),
@@ -192,16 +194,6 @@ def test_dashboard_serves_a_running_search_on_localhost(results, data_root):
                               f"http://127.0.0.1:{port}/dashboard/studies/0/trials"],
                              capture_output=True, text=True, timeout=120)
         assert "live" in dom.stdout and "Trial 0" in dom.stdout, dom.stdout[-2000:]
-        # nothing listens beyond localhost
-        rows = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
-                              text=True).stdout.splitlines()
-        assert [row.split()[3] for row in rows] == [f"127.0.0.1:{port}"]  # local address
-        # a second dashboard on the same port: one line, exit 2
-        busy = subprocess.run([sys.executable, "-m", "textsearch.dashboard",
-                               str(results / "live"), "--port", str(port)],
-                              capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
-        assert busy.returncode == 2 and "already in use" in busy.stderr
-        assert len(busy.stderr.strip().splitlines()) == 1
     finally:
         if dashboard is not None:
             dashboard.terminate()
@@ -247,11 +239,40 @@ def test_retrain_exports_a_model_that_predicts(mo_search, tmp_path, capsys):
     assert [g[0][0] for g in guesses] == [bundle.mapping[i] for i in direct.argmax(1).tolist()]
     acc = np.mean([g[0][0] == t for g, t in zip(guesses, truth)])
     assert abs(acc - info["metrics"]["test_acc"]) < 0.25
-    code, _ = run_main(predict_main, [str(out / "model.pt"), str(paths[0]), "--top", "2"], capsys)
-    assert code == 0
+    # better than chance: guessing the commonest test class
+    chance = np.bincount(bundle.y_test).max() / len(bundle.y_test)
+    assert info["metrics"]["test_acc"] > 1.5 * chance and acc > chance
+    capsys.readouterr()
+    code = predict_main([str(out / "model.pt"), str(paths[0]), str(paths[1]), "--top", "2"])
+    shown = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(shown) == 2
+    for line, p, g in zip(shown, paths, predict(model, meta, paths[:2], top=2)):
+        assert line == f"{p}: " + "  ".join(f"{c!r} {v:.3f}" for c, v in g)
+        assert len(g) == 2 and g[0][1] >= g[1][1] and g[0][1] + g[1][1] <= 1.0 + 1e-6
+    # light strokes on dark (EMNIST's own look) and an RGB photo read as the same character
+    rgb, light = tmp_path / "rgb.png", tmp_path / "light.png"
+    Image.fromarray(255 - bundle.x_test[0]).convert("RGB").save(rgb)
+    Image.fromarray(bundle.x_test[0]).save(light)
+    same = predict(model, meta, [paths[0], rgb, light])
+    assert same[0][0][0] == same[1][0][0] == same[2][0][0]
+    # --top above the class count: every class, once
+    everything = predict(model, meta, [paths[0]], top=1000)[0]
+    assert len(everything) == len(meta["mapping"]) and sum(v for _, v in everything) == \
+        pytest.approx(1.0, abs=1e-4)
     # bad input: one line, exit 2
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    (damaged / "model.json").write_text("{ not json")
+    missing = tmp_path / "missing-info"
+    shutil.copytree(out, missing)
+    (missing / "model.json").unlink()
     for argv, message in [([str(tmp_path / "none.pt"), str(paths[0])], "no model at"),
-                          ([str(out), str(tmp_path / "none.png")], "no image at")]:
+                          ([str(out), str(tmp_path / "none.png")], "no image at"),
+                          ([str(out), str(not_an_image)], "cannot read image"),
+                          ([str(damaged), str(paths[0])], "model.json"),
+                          ([str(missing), str(paths[0])], "model.json")]:
         code, err = run_main(predict_main, argv, capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     code, err = run_main(retrain_main, [str(mo_search), "--trial", "nosuch"], capsys)
@@ -263,9 +284,10 @@ def test_damaged_journal_tail_is_cut_and_middle_is_refused(mo_search, tmp_path, 
     shutil.copytree(mo_search, copy, ignore=shutil.ignore_patterns("retrain", "trial_*"))
     journal = copy / "study.journal"
     whole = journal.read_bytes()
+    trials = [(t.number, t.state, t.values) for t in load_study(copy).trials]
     journal.write_bytes(whole + b'{"op_code": 5, "worker_id": "x", "trial_id": 1, "par')
     study = load_study(copy)  # a killed writer's half line: cut, the study intact
-    assert len(study.trials) == 6
+    assert [(t.number, t.state, t.values) for t in study.trials] == trials and trials
     assert journal.read_bytes() == whole
     assert "cut a damaged last line" in capsys.readouterr().err
     lines = whole.split(b"\n")
@@ -300,3 +322,38 @@ def test_dashboard_bad_input(tmp_path, capsys):
 
     code, err = run_main(dashboard_main, [str(tmp_path)], capsys)
     assert code == 2 and "holds no study.journal" in err
+
+
+def test_dashboard_listens_on_localhost_only_and_refuses_a_busy_port(tmp_path):
+    """No browser needed: the served study, the listening address, a second dashboard."""
+    import urllib.request
+
+    from textsearch.study import create_study, make_sampler
+
+    study, _ = create_study(tmp_path / "s", "local-only", ["maximize"], make_sampler("tpe", 0, 2))
+    study.enqueue_trial({"x": 1.0})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "textsearch.dashboard", str(tmp_path / "s"), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    try:
+        first = dashboard.stdout.readline()
+        assert f"http://127.0.0.1:{port}/dashboard/" in first, first
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=30) as r:
+            answer = json.loads(r.read())
+        studies = answer.get("study_summaries", answer.get("studies"))
+        assert [st["study_name"] for st in studies] == ["local-only"], answer
+        rows = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                              text=True).stdout.splitlines()
+        assert [row.split()[3] for row in rows] == [f"127.0.0.1:{port}"]  # nothing beyond
+        busy = subprocess.run([sys.executable, "-m", "textsearch.dashboard", str(tmp_path / "s"),
+                               "--port", str(port)], capture_output=True, text=True, env=env,
+                              cwd=REPO, timeout=60)
+        assert busy.returncode == 2 and len(busy.stderr.strip().splitlines()) == 1
+        assert f"port {port} on 127.0.0.1 is already in use" in busy.stderr
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)

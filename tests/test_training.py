@@ -140,16 +140,44 @@ def test_mlp_trains(tmp_path):
     assert result.test_acc > 0.3
 
 
-def test_one_cycle_schedule_runs(tmp_path):
-    result = train(tiny(one_cycle_max_lr=0.01, max_epochs=1), tmp_path / "r", test=False,
-                   enable_progress_bar=False)
-    assert result.epochs == 1
+class LearningRates(Callback):
+    """The learning rate the optimizer really held at each training batch."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_one_cycle_schedule_rises_to_its_peak_then_falls(tmp_path):
+    seen = LearningRates()
+    result = train(tiny(one_cycle_max_lr=0.01, max_epochs=2), tmp_path / "r", test=False,
+                   enable_progress_bar=False, callbacks=[seen])
+    assert result.epochs == 2
+    lrs = seen.lrs
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    # OneCycleLR's defaults: start at max_lr / 25, peak at max_lr after 30% of the steps,
+    # end far below the start
+    assert lrs[0] == pytest.approx(0.01 / 25, rel=1e-6)
+    assert lrs[peak] == pytest.approx(0.01, rel=0.05)
+    assert 0.2 * len(lrs) <= peak <= 0.4 * len(lrs)
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert lrs[-1] < lrs[0] / 10
+
+
+def test_without_one_cycle_the_learning_rate_stays(tmp_path):
+    seen = LearningRates()
+    train(tiny(max_epochs=1, lr=3e-3), tmp_path / "r", test=False, enable_progress_bar=False,
+          callbacks=[seen])
+    assert seen.lrs and set(seen.lrs) == {3e-3}
 
 
 @pytest.mark.parametrize("kw,match", [
     ({"model_class": "Transformer"}, "unknown model class 'Transformer'; known: MLP, CNN"),
     ({"data_class": "IAM"}, "unknown data class"),
-    ({"gpus": 1}, "no usable GPU"),
+    ({"gpus": 64}, "GPU"),  # more than any machine has
     ({"batch_size": 0}, "batch_size must be a positive"),
     ({"max_epochs": -1}, "max_epochs"),
     ({"num_blocks": 6, "downsample_every": 1}, "impossible architecture"),
