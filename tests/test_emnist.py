@@ -34,27 +34,28 @@ def test_ingest_turns_images_upright_and_shifts_labels(fresh_root):
 def test_balancing_caps_classes_at_the_mean(fresh_root):
     folder = fresh_root / "downloaded" / "emnist"
     write_emnist(folder)
-    # make class 0 three times as frequent by rewriting labels
+    # labels written by hand: class 0 six times as frequent as each of classes 1-9
     x = emnist.read_idx(folder / emnist.RAW_FILES["x_train"])
-    y = emnist.read_idx(folder / emnist.RAW_FILES["y_train"]).copy()
-    y[: len(y) // 3] = 0
+    assert len(x) == 600
+    y = np.array([0] * 240 + [c for c in range(1, 10) for _ in range(40)], dtype=np.uint8)
     from tests.synthetic import write_idx
 
     write_idx(folder / emnist.RAW_FILES["y_train"], y)
-    yt = emnist.read_idx(folder / emnist.RAW_FILES["y_test"]).copy()
-    yt[: len(yt) // 3] = 0
+    yt = np.array([0] * 83 + [c for c in range(1, 10) for _ in range(13)], dtype=np.uint8)
+    assert len(yt) == len(emnist.read_idx(folder / emnist.RAW_FILES["y_test"]))
     write_idx(folder / emnist.RAW_FILES["y_test"], yt)
     full = EMNIST(balance=False).get_bundle()
     balanced = EMNIST(balance=True).get_bundle()
+    # the mean class is 600 / 10 = 60 images: class 0 is cut from 240 to 60, the others
+    # (40 each, under the mean) are kept whole
     counts = np.bincount(balanced.y_trainval - NUM_SPECIAL_TOKENS)
-    mean = int(np.bincount(y)[np.bincount(y) > 0].mean())
-    assert counts.max() == mean
-    assert len(balanced.y_trainval) < len(full.y_trainval) == len(x)
-    # the test split is balanced alike, so validation and test share one class mix
+    assert counts.tolist() == [60] + [40] * 9
+    assert len(full.y_trainval) == 600
+    # the test split is balanced alike (mean 200 / 10 = 20): validation and test share a mix
     test_counts = np.bincount(balanced.y_test - NUM_SPECIAL_TOKENS)
-    assert test_counts.max() == int(np.bincount(yt)[np.bincount(yt) > 0].mean())
+    assert test_counts.tolist() == [20] + [13] * 9
     share = lambda labels: np.bincount(labels - NUM_SPECIAL_TOKENS, minlength=10) / len(labels)  # noqa: E731
-    assert abs(share(balanced.y_trainval)[0] - share(balanced.y_test)[0]) < 0.01  # was 1/3 each
+    assert abs(share(balanced.y_trainval)[0] - share(balanced.y_test)[0]) < 0.01  # was 0.4 and 0.415
     assert np.abs(share(balanced.y_trainval) - share(balanced.y_test)).max() < 0.05
     # the default is NIST's natural mix, in every split, and each setting has its own cache
     natural = EMNIST().get_bundle()
@@ -162,7 +163,9 @@ def test_truncated_idx_file_is_refused(fresh_root):
     path.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(UserError, match="damaged or truncated|truncated or damaged"):
         EMNIST().prepare_data()
-    assert not emnist.cache_path(True).exists()
+    # the default (natural mix) is the cache this would have written: it was not, nor any other
+    assert not emnist.cache_path(False).exists() and not emnist.cache_path(True).exists()
+    assert not list((fresh_root / "processed").rglob("*.h5"))
 
 
 def test_damaged_cache_is_detected_and_rebuilt(fresh_root, caplog):
