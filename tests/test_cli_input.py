@@ -31,15 +31,16 @@ def bad_values(action: argparse.Action, semantic: dict[str, str]) -> list[str]:
     if isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction)):
         return [f"{flag}=abc", f"{flag}=-7", f"{flag}="]
     if action.type is cli.folder_path:  # wrong type: a URI; out of range: unwritable
-        values = ["s3://bucket/runs", semantic[action.dest], ""]
+        values = ["s3://bucket/runs", semantic[action.dest][1], ""]
     elif action.type in NUMERIC:
         values = ["abc", "-7", ""]
     elif action.type is cli.fraction:
         values = ["abc", "7", ""]
     elif action.choices:
         values = ["abc", "-7", ""]
-    else:  # free text: its wrong value is a semantic one
-        values = [semantic[action.dest], semantic[action.dest], ""]
+    else:  # free text: a malformed value, and a well-formed one that names nothing real
+        malformed, unknown = semantic[action.dest]
+        values = [malformed, unknown, ""]
     return [f"{flag}={v}" for v in values]
 
 
@@ -54,14 +55,17 @@ def cases(parser: argparse.ArgumentParser, semantic: dict[str, str]) -> list[tup
     return out
 
 
-TRAIN_SEMANTIC = {"runs_dir": "/proc/1/forbidden/runs", "name": "../escape"}
-TUNE_SEMANTIC = {"space": "no_such_space", "name": "a/b", "results_dir": "/proc/1/forbidden",
-                 "address": "nonsense", "set": "no-equals-sign", "objectives": "bogus:max",
-                 "warm_start": "/nonexistent/search"}
+# free-text flags: (malformed, well-formed but naming nothing that exists or fits)
+TRAIN_SEMANTIC = {"runs_dir": (None, "/proc/1/forbidden/runs"), "name": ("../escape", "a/b")}
+TUNE_SEMANTIC = {"space": ("no such space!", "no_such_space"), "name": ("a/b", ".."),
+                 "results_dir": (None, "/proc/1/forbidden"),
+                 "address": ("nonsense", "host:notaport"), "set": ("no-equals-sign", "=3"),
+                 "objectives": ("val_acc:up", "bogus:max"),
+                 "warm_start": ("/nonexistent/search", "/proc/1")}
 
 TRAIN_CASES = cases(train_cli.build_parser(), TRAIN_SEMANTIC)
 TUNE_CASES = cases(tune_cli.build_parser(), TUNE_SEMANTIC)
-RETRAIN_SEMANTIC = {"trial": "nosuchtrial"}
+RETRAIN_SEMANTIC = {"trial": ("no such trial", "9999")}
 RETRAIN_CASES = cases(retrain_cli.build_parser(), RETRAIN_SEMANTIC)
 PREDICT_CASES = cases(predict_cli.build_parser(), {})
 DASHBOARD_CASES = cases(dashboard_cli.build_parser(), {})

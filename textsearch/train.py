@@ -59,7 +59,7 @@ def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="textsearch.train", description=__doc__.split("\n\n")[0],
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_config_flags(parser)
-    parser.add_flag("runs_dir", type=cli.nonempty_str, default="runs/train",
+    parser.add_flag("runs_dir", type=cli.folder_path, default="runs/train",
                     help="folder for the run's logs and checkpoints")
     parser.add_flag("name", type=cli.folder_name, default=None,
                     help="run name (default: time stamp, model and data class)")
