@@ -179,6 +179,7 @@ def test_ctrl_c_writes_summary_and_says_how_to_resume(tmp_path):
     statuses = [t["status"] for t in summary["trials"]]
     assert "completed" in statuses and "unfinished" in statuses
     assert "--resume" in log and "--name c" in log
+    assert "Tuner.restore" not in log  # textsearch's resume line is the only one
     done = resume(tmp_path, "c")
     assert done.returncode == 0, done.stderr[-3000:]
     final = json.loads((search / "summary.json").read_text())

@@ -149,11 +149,15 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
         raise UserError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}") from None
 
 
-class _DropAdvisory(logging.Filter):
-    """Drops Ray's notice that token authentication is on by default (it stays on)."""
+class _DropMessages(logging.Filter):
+    """Drops a logger's records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Token authentication is enabled")
+        return not record.getMessage().startswith(self.prefix)
 
 
 TOKEN_HELP = ("if the cluster uses token authentication (Ray's default), set RAY_AUTH_MODE=token "
@@ -186,9 +190,13 @@ def init_ray(address: str | None) -> None:
         use_token_auth(address)  # before Ray is imported: it reads RAY_AUTH_MODE then
     import ray
 
-    # Ray logs this notice under a logger of its private modules; it has no public switch.
+    # Ray's notice that token authentication is on by default (it stays on), logged under a
+    # logger of its private modules; it has no public switch.
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-        _DropAdvisory())
+        _DropMessages("Token authentication is enabled"))
+    # Ray's hint to resume with Tuner.restore: a search resumes with textsearch's own line
+    # (--resume), which starts a new Tune run from the search folder
+    logging.getLogger("ray.tune.tune").addFilter(_DropMessages("Experiment has been interrupted"))
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
