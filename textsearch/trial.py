@@ -297,7 +297,12 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
     cfg = TrainConfig.from_dict({**fixed, **params})
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    reporter = (TuneReportCallback(run_dir, metric, mode, resumed_metrics(ckpt_path)) if in_tune
+    resumed = resumed_metrics(ckpt_path) if in_tune else None
+    if in_tune and ckpt_path is not None and resumed is None:
+        # a checkpoint without its epoch's metrics (written by an older textsearch): the trial
+        # starts again, its old progress set aside, rather than log epochs it cannot name
+        ckpt_path = None
+    reporter = (TuneReportCallback(run_dir, metric, mode, resumed) if in_tune
                 else PrintReportCallback())
     # In Tune, the checkpoints are the reporter's (latest.ckpt and best.ckpt).
     result = train(cfg, run_dir, bundle=bundle,
