@@ -6,7 +6,7 @@ every trial's ``progress.csv``); each ``plot_*`` function draws one figure from 
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -38,6 +38,13 @@ class SearchData:
     summary: dict[str, Any]
     trials: pd.DataFrame
     epochs: pd.DataFrame
+
+    @functools.cached_property
+    def study(self):
+        """The search's Optuna study, read once for all the plots that need it."""
+        from textsearch.study import load_study
+
+        return load_study(self.path)
 
     @property
     def metric(self) -> str:
@@ -110,12 +117,11 @@ def best_so_far(data: SearchData) -> pd.DataFrame:
 
 def search_start(data: SearchData, reports: pd.DataFrame) -> float:
     """When the search started: its first run's start, else the first report less its epoch."""
-    import json as _json
+    from textsearch.summary import read_runs
 
-    from textsearch.layout import RUNS_FILE
-
-    with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
-        return float(_json.loads((data.path / RUNS_FILE).read_text().splitlines()[0])["started"])
+    runs = read_runs(data.path)
+    if runs:
+        return float(runs[0]["started"])
     if "epoch_s" in reports:
         return float((reports["timestamp"] - reports["epoch_s"]).min())
     return float(reports["timestamp"].min())
@@ -210,9 +216,7 @@ def plot_params(data: SearchData):
 
 def search_study(data: SearchData):
     """The search's own Optuna study (``study.journal``)."""
-    from textsearch.study import load_study
-
-    return load_study(data.path)
+    return data.study
 
 
 def param_importances(data: SearchData) -> dict[str, float]:

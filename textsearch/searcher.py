@@ -34,9 +34,15 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from textsearch.study import CONFIG_ATTR, VALUES_BY_EPOCH, is_own, live_trial, open_study
+from textsearch.study import (
+    CONFIG_ATTR,
+    RAY_TRIAL_ATTR,
+    VALUES_BY_EPOCH,
+    is_own,
+    live_trial,
+    open_study,
+)
 
-RAY_TRIAL_ATTR = "ray_trial_id"  # user attribute: the Ray trial that last ran a study trial
 REPORTED_ATTRS = ("train_samples_per_s", "device", "params", "infer_ms_per_image", "precision")
 
 

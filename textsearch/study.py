@@ -31,6 +31,7 @@ from textsearch.layout import STUDY_FILE
 
 WARM_START_ATTR = "warm_start_from"  # user attribute of trials copied from an older search
 CONFIG_ATTR = "config"  # user attribute: everything the space function returned for a trial
+RAY_TRIAL_ATTR = "ray_trial_id"  # user attribute: the Ray trial that last ran a study trial
 VALUES_BY_EPOCH = "values_by_epoch"  # user attribute of multi-objective trials: epoch -> values
 
 STATUS = {  # how a search names the study's trial states

@@ -46,7 +46,8 @@ from textsearch.layout import (
 )
 
 
-def _finite(x: Any) -> float | None:
+def finite_number(x: Any) -> float | None:
+    """``x`` as a finite float, else None (a blank progress.csv cell, text, inf, NaN)."""
     try:
         x = float(x)
     except (TypeError, ValueError):
@@ -73,13 +74,18 @@ def read_progress(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1])))
 
 
-def wall_seconds(search_dir: Path) -> float | None:
-    """Wall time of the search's runs that ended (``runs.jsonl``); None: none ended yet."""
+def read_runs(search_dir: Path) -> list[dict[str, float]]:
+    """The runs of the search that ended, from ``runs.jsonl``: ``started`` and ``ended``."""
     try:
         lines = (Path(search_dir) / RUNS_FILE).read_text().splitlines()
     except FileNotFoundError:
-        return None
-    runs = [json.loads(line) for line in lines if line.strip().endswith("}")]
+        return []
+    return [json.loads(line) for line in lines if line.strip().endswith("}")]
+
+
+def wall_seconds(search_dir: Path) -> float | None:
+    """Wall time of the search's runs that ended; None: none ended yet."""
+    runs = read_runs(search_dir)
     return sum(r["ended"] - r["started"] for r in runs) if runs else None
 
 
@@ -95,7 +101,7 @@ def trial_rows(search_dir: Path, settings, study) -> list[dict[str, Any]]:
         folder = Path(search_dir) / trial_dir_name(t.number)
         progress = read_progress(folder / PROGRESS_FILE)
         scored = [(v, int(r["epoch"])) for v, r in
-                  ((_finite(r.get(settings.metric)), r) for r in progress) if v is not None]
+                  ((finite_number(r.get(settings.metric)), r) for r in progress) if v is not None]
         values = [v for v, _ in scored]
         best, best_epoch = max(scored, key=lambda p: (sign * p[0], -p[1])) if scored else (None, None)
         last = progress[-1] if progress else {}
@@ -109,7 +115,7 @@ def trial_rows(search_dir: Path, settings, study) -> list[dict[str, Any]]:
             f"best_{settings.metric}": best,
             "best_epoch": best_epoch,
             f"last_{settings.metric}": values[-1] if values else None,
-            "objectives": {m: _finite(last.get(m)) for m, _ in settings.objective_list},
+            "objectives": {m: finite_number(last.get(m)) for m, _ in settings.objective_list},
             "stopped_at_epoch": len(progress) if state == "stopped_early" else None,
             "error": (t.user_attrs.get("error") or failure.get("error")
                       if state == "errored" else None),

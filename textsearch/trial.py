@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import os
 import shutil
 import sys
@@ -28,7 +27,7 @@ from textsearch.data import DataBundle
 from textsearch.data.util import atomic_path
 from textsearch.errors import TrialGPUError
 from textsearch.layout import BEST_CHECKPOINT, LATEST_CHECKPOINT, PROGRESS_FILE, TEST_METRICS
-from textsearch.summary import read_progress
+from textsearch.summary import finite_number, read_progress
 from textsearch.training import ConfigFile, TrainConfig, TrainResult, device_name, train
 
 REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc")
@@ -126,7 +125,7 @@ class TuneReportCallback(Callback):
             for stale in (BEST_CHECKPOINT, TEST_METRICS):
                 (self.trial_dir / stale).unlink(missing_ok=True)
             rows = []
-        values = [_number(r.get(metric)) for r in rows]
+        values = [finite_number(r.get(metric)) for r in rows]
         self.best = max((self.sign * v for v in values if v is not None), default=None)
         if resumed is not None and resumed.get("epoch") == len(rows) + 1:
             self._pending = (dict(resumed), None)  # checkpointed, never logged
@@ -185,7 +184,7 @@ class TuneReportCallback(Callback):
             with open(checkpoint, "rb") as f:  # on disk before it takes latest.ckpt's name
                 os.fsync(f.fileno())
             os.replace(checkpoint, latest)
-        value = _number(metrics.get(self.metric))
+        value = finite_number(metrics.get(self.metric))
         if not logged and value is not None and (self.best is None or
                                                  self.sign * value > self.best):
             self.best = self.sign * value
@@ -199,14 +198,6 @@ class TuneReportCallback(Callback):
 
 
 METRICS_KEY = "epoch_metrics"  # in a checkpoint's state of TuneReportCallback
-
-
-def _number(x: Any) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -25,8 +25,6 @@ from textsearch.errors import UserError
 from textsearch.layout import SETTINGS_FILE, STUDY_FILE
 from textsearch.spaces import AnsweringTrial
 
-RAY_TRIAL_ATTR = "ray_trial_id"  # textsearch.searcher's; not copied with a trial
-
 
 @dataclass
 class WarmStart:
@@ -80,7 +78,7 @@ def collect(source: Path, space, objectives: list[tuple[str, str]]) -> WarmStart
     import optuna
     from optuna.trial import TrialState
 
-    from textsearch.study import WARM_START_ATTR, load_study
+    from textsearch.study import RAY_TRIAL_ATTR, WARM_START_ATTR, load_study
 
     out = WarmStart(source)
     try:
