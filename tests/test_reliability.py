@@ -139,14 +139,11 @@ def test_epoch_checkpointed_but_never_logged_is_reported_on_resume(tmp_path):
     """The driver dies after a trial kept an epoch's checkpoint but before it logged it."""
     import csv
 
-    from textsearch.trial import resumed_metrics
+    from textsearch.trial import resume_point
 
     def latest_epoch(trial: str) -> int:
-        f = search / trial / "latest.ckpt"
-        try:
-            return resumed_metrics(str(f))["epoch"] if f.exists() else 0
-        except Exception:  # replaced while read
-            return 0
+        _, metrics = resume_point(search / trial / "latest.ckpt")  # (None, None) while replaced
+        return metrics["epoch"] if metrics else 0
 
     proc = start_search(tmp_path, "u")
     search = tmp_path / "u"
@@ -270,11 +267,11 @@ def test_killed_trial_is_retried_from_its_checkpoint_then_errored(tmp_path):
 
 
 def test_damaged_checkpoint_is_reported_and_not_used(tmp_path, capsys):
-    from textsearch.trial import checkpoint_epoch
+    from textsearch.trial import read_checkpoint
 
     bad = tmp_path / "model.ckpt"
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
-    assert checkpoint_epoch(bad) is None
+    assert read_checkpoint(bad) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is damaged" in err[0] and "not resuming from it" in err[0]
 
@@ -282,14 +279,19 @@ def test_damaged_checkpoint_is_reported_and_not_used(tmp_path, capsys):
 def test_resume_point_is_the_latest_checkpoint_when_usable(tmp_path, capsys):
     import torch
 
-    from textsearch.trial import resume_point
+    from textsearch.trial import METRICS_KEY, resume_point
 
     latest = tmp_path / "latest.ckpt"
+    metrics = {"epoch": 4, "val_acc": 0.5}
+    torch.save({"state_dict": {}, "epoch": 3,
+                "callbacks": {"TuneReportCallback": {METRICS_KEY: metrics}}}, latest)
+    assert resume_point(latest) == (str(latest), metrics)
+    assert resume_point(tmp_path / "missing.ckpt") == (None, None)
+    # a checkpoint without its epoch's metrics (an older textsearch's): from scratch
     torch.save({"state_dict": {}, "epoch": 3}, latest)
-    assert resume_point(latest) == str(latest)
-    assert resume_point(tmp_path / "missing.ckpt") is None
+    assert resume_point(latest) == (None, None)
     latest.write_bytes(b"PK\x03\x04 not really a checkpoint")
-    assert resume_point(latest) is None  # from scratch, with one line saying why
+    assert resume_point(latest) == (None, None)  # from scratch, with one line saying why
     assert "is damaged" in capsys.readouterr().err
 
 

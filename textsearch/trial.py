@@ -136,7 +136,7 @@ class TuneReportCallback(Callback):
         return dict(self._state)  # saved in the checkpoint: that epoch's metrics
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        pass  # read by resumed_metrics before training starts
+        pass  # read by resume_point before training starts
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
         self.trial_dir.mkdir(parents=True, exist_ok=True)
@@ -210,17 +210,6 @@ def link_or_copy(source: Path, target: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
-def resumed_metrics(checkpoint: str | None) -> dict[str, Any] | None:
-    """The metrics of the epoch a trial's ``latest.ckpt`` holds (None: none there)."""
-    if checkpoint is None:
-        return None
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    for key, value in state.get("callbacks", {}).items():
-        if "TuneReportCallback" in key and METRICS_KEY in value:
-            return dict(value[METRICS_KEY])
-    return None
-
-
 class PrintReportCallback(Callback):
     """The debug run's stand-in for Tune: prints what a trial would report."""
 
@@ -235,8 +224,8 @@ class PrintReportCallback(Callback):
         print(f"[trial report] {shown}", file=sys.stderr, flush=True)
 
 
-def checkpoint_epoch(path: Path) -> int | None:
-    """The epoch a Lightning checkpoint was saved at; None (with a warning) if damaged."""
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A Lightning checkpoint's contents; None (with a warning) if it is damaged."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         if "state_dict" not in state or "epoch" not in state:
@@ -245,12 +234,28 @@ def checkpoint_epoch(path: Path) -> int | None:
         print(f"textsearch: checkpoint {path} is damaged ({type(err).__name__}: {err}); "
               "not resuming from it", file=sys.stderr, flush=True)
         return None
-    return int(state["epoch"])
+    return state
 
 
-def resume_point(latest: Path) -> str | None:
-    """The trial's ``latest.ckpt`` if it is usable; None: the trial starts from scratch."""
-    return str(latest) if latest.exists() and checkpoint_epoch(latest) is not None else None
+def saved_epoch_metrics(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics of the epoch a checkpoint holds (:class:`TuneReportCallback`'s state)."""
+    for key, value in state.get("callbacks", {}).items():
+        if "TuneReportCallback" in key and METRICS_KEY in value:
+            return dict(value[METRICS_KEY])
+    return None
+
+
+def resume_point(latest: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """Where a trial goes on from: ``latest.ckpt`` and the metrics of the epoch it holds.
+
+    ``(None, None)``: the trial starts from scratch, its old progress set aside.  So it does
+    without a checkpoint, with a damaged one, and with one that holds no epoch metrics
+    (written by an older textsearch), rather than log epochs it cannot name.  The
+    checkpoint is read once here.
+    """
+    state = read_checkpoint(latest) if latest.exists() else None
+    metrics = saved_epoch_metrics(state) if state is not None else None
+    return (str(latest), metrics) if metrics is not None else (None, None)
 
 
 def lightning_devices(assigned: list, cuda_visible: str | None, cuda_count: int
@@ -279,20 +284,16 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
               run_dir: Path, *, in_tune: bool, cpu_threads: int | None = None,
               ckpt_path: str | None = None, progress: bool = False,
               callbacks: list[Callback] | None = None, metric: str = "val_acc",
-              mode: str = "max") -> TrainResult:
+              mode: str = "max", resumed: dict[str, Any] | None = None) -> TrainResult:
     """Train ``fixed`` + ``params`` (params win), as one trial of a search.
 
     In Tune, ``run_dir`` is the trial's folder in the search directory, and ``ckpt_path``
-    its ``latest.ckpt`` when it resumes; ``metric``/``mode`` choose its ``best.ckpt``.
+    its ``latest.ckpt`` when it resumes, with ``resumed`` the metrics of the epoch it holds
+    (:func:`resume_point`); ``metric``/``mode`` choose its ``best.ckpt``.
     """
     cfg = TrainConfig.from_dict({**fixed, **params})
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    resumed = resumed_metrics(ckpt_path) if in_tune else None
-    if in_tune and ckpt_path is not None and resumed is None:
-        # a checkpoint without its epoch's metrics (written by an older textsearch): the trial
-        # starts again, its old progress set aside, rather than log epochs it cannot name
-        ckpt_path = None
     reporter = (TuneReportCallback(run_dir, metric, mode, resumed) if in_tune
                 else PrintReportCallback())
     # In Tune, the checkpoints are the reporter's (latest.ckpt and best.ckpt).
@@ -329,8 +330,9 @@ def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
         raise TrialGPUError(f"this trial holds {fixed['gpus']:g} GPU but Ray assigned it none")
     context = tune.get_context()
     folder = stored_trial_dir(context.get_storage(), Path(context.get_trial_dir()))
+    ckpt_path, resumed = resume_point(folder / LATEST_CHECKPOINT)
     run_trial(config, fixed, bundle, folder, in_tune=True, cpu_threads=cpu_threads,
-              ckpt_path=resume_point(folder / LATEST_CHECKPOINT), metric=metric, mode=mode)
+              ckpt_path=ckpt_path, resumed=resumed, metric=metric, mode=mode)
 
 
 def stored_trial_dir(storage, trial_dir: Path) -> Path:
