@@ -160,6 +160,14 @@ class _DropMessages(logging.Filter):
         return not record.getMessage().startswith(self.prefix)
 
 
+def drop_messages(logger_name: str, prefix: str) -> None:
+    """Drop ``logger_name``'s records that start with ``prefix`` (added once per process,
+    however many searches the process runs)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _DropMessages) and f.prefix == prefix for f in logger.filters):
+        logger.addFilter(_DropMessages(prefix))
+
+
 TOKEN_HELP = ("if the cluster uses token authentication (Ray's default), set RAY_AUTH_MODE=token "
               "and make the head node's token readable here (~/.ray/auth_token, "
               "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)")
@@ -192,11 +200,11 @@ def init_ray(address: str | None) -> None:
 
     # Ray's notice that token authentication is on by default (it stays on), logged under a
     # logger of its private modules; it has no public switch.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-        _DropMessages("Token authentication is enabled"))
+    drop_messages("ray._private.authentication.authentication_token_setup",
+                  "Token authentication is enabled")
     # Ray's hint to resume with Tuner.restore: a search resumes with textsearch's own line
     # (--resume), which starts a new Tune run from the search folder
-    logging.getLogger("ray.tune.tune").addFilter(_DropMessages("Experiment has been interrupted"))
+    drop_messages("ray.tune.tune", "Experiment has been interrupted")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
