@@ -205,6 +205,9 @@ def init_ray(address: str | None) -> None:
     # Ray's hint to resume with Tuner.restore: a search resumes with textsearch's own line
     # (--resume), which starts a new Tune run from the search folder
     drop_messages("ray.tune.tune", "Experiment has been interrupted")
+    # Ray's result grid, unused here, warns of trials that have not reported yet; the
+    # summary lists them as unfinished
+    drop_messages("ray.tune.analysis.experiment_analysis", "Failed to fetch metrics")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
