@@ -25,11 +25,26 @@ NUMERIC = {cli.positive_int, cli.nonnegative_int, cli.positive_float, cli.nonneg
            cli.port}
 
 
-def bad_values(action: argparse.Action, semantic: dict[str, str]) -> list[str]:
-    """Three bad spellings of one flag: wrong type, out of range, empty."""
+BOOLEAN = (argparse.BooleanOptionalAction, argparse._StoreTrueAction)
+
+# A boolean flag takes no value, so its "out of range" case is a misuse: the flag beside one
+# it cannot go with, refused with a line that names both.  Flags that only hide output have
+# no such combination.
+MISUSE = {
+    "train": {"batchnorm": ["--model_class", "MLP"], "balance": ["--data_class", "MNIST"]},
+    "tune": {"debug": ["--address", "auto"], "resume": ["--warm_start", "/tmp"],
+             "list": ["--resume"], "no_report": ["--debug"]},
+}
+NO_MISUSE = {"no_progress_bar", "no_progress"}  # output switches: every combination is valid
+
+
+def bad_values(command: str, action: argparse.Action, semantic: dict) -> list[list[str]]:
+    """Three bad uses of one flag (argv pieces): wrong type, out of range (or misuse), empty."""
     flag = action.option_strings[0]
-    if isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction)):
-        return [f"{flag}=abc", f"{flag}=-7", f"{flag}="]
+    if isinstance(action, BOOLEAN):
+        other = MISUSE.get(command, {}).get(action.dest)
+        misuse = [flag, *other] if other else [f"{flag}=-7"]
+        return [[f"{flag}=abc"], misuse, [f"{flag}="]]
     if action.type is cli.folder_path:  # wrong type: a URI; out of range: unwritable
         values = ["s3://bucket/runs", semantic[action.dest][1], ""]
     elif action.type in NUMERIC:
@@ -41,17 +56,17 @@ def bad_values(action: argparse.Action, semantic: dict[str, str]) -> list[str]:
     else:  # free text: a malformed value, and a well-formed one that names nothing real
         malformed, unknown = semantic[action.dest]
         values = [malformed, unknown, ""]
-    return [f"{flag}={v}" for v in values]
+    return [[f"{flag}={v}"] for v in values]
 
 
-def cases(parser: argparse.ArgumentParser, semantic: dict[str, str]) -> list[tuple[str, str]]:
+def cases(command: str, parser: argparse.ArgumentParser, semantic: dict) -> list:
     out = []
     for action in parser._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
         kinds = ("wrong-type", "out-of-range", "empty")
-        for kind, arg in zip(kinds, bad_values(action, semantic)):
-            out.append((f"{action.dest}-{kind}", arg))
+        for kind, argv in zip(kinds, bad_values(command, action, semantic)):
+            out.append(pytest.param(argv, id=f"{action.dest}-{kind}"))
     return out
 
 
@@ -63,39 +78,42 @@ TUNE_SEMANTIC = {"space": ("no such space!", "no_such_space"), "name": ("a/b", "
                  "objectives": ("val_acc:up", "bogus:max"),
                  "warm_start": ("/nonexistent/search", "/proc/1")}
 
-TRAIN_CASES = cases(train_cli.build_parser(), TRAIN_SEMANTIC)
-TUNE_CASES = cases(tune_cli.build_parser(), TUNE_SEMANTIC)
+TRAIN_CASES = cases("train", train_cli.build_parser(), TRAIN_SEMANTIC)
+TUNE_CASES = cases("tune", tune_cli.build_parser(), TUNE_SEMANTIC)
 RETRAIN_SEMANTIC = {"trial": ("no such trial", "9999")}
-RETRAIN_CASES = cases(retrain_cli.build_parser(), RETRAIN_SEMANTIC)
-PREDICT_CASES = cases(predict_cli.build_parser(), {})
-DASHBOARD_CASES = cases(dashboard_cli.build_parser(), {})
+RETRAIN_CASES = cases("retrain", retrain_cli.build_parser(), RETRAIN_SEMANTIC)
+PREDICT_CASES = cases("predict", predict_cli.build_parser(), {})
+DASHBOARD_CASES = cases("dashboard", dashboard_cli.build_parser(), {})
 
 
-@pytest.mark.parametrize("arg", [a for _, a in TRAIN_CASES], ids=[i for i, _ in TRAIN_CASES])
-def test_train_flag(arg, tmp_path, capsys):
-    argv = [arg] if arg.startswith("--runs_dir") else [arg, "--runs_dir", str(tmp_path / "r")]
+def given(argv: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(f"{flag}=") for a in argv)
+
+
+@pytest.mark.parametrize("bad", TRAIN_CASES)
+def test_train_flag(bad, tmp_path, capsys):
+    argv = bad if given(bad, "--runs_dir") else [*bad, "--runs_dir", str(tmp_path / "r")]
     code, err = run_main(train_cli.main, argv, capsys)
     assert code == 2, err
-    assert_one_line_naming(err, arg)
+    assert_one_line_naming(err, bad)
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("arg", [a for _, a in TUNE_CASES], ids=[i for i, _ in TUNE_CASES])
-def test_tune_flag(arg, tmp_path, capsys):
-    argv = [arg]
-    if not arg.startswith("--space"):
+@pytest.mark.parametrize("bad", TUNE_CASES)
+def test_tune_flag(bad, tmp_path, capsys):
+    argv = list(bad)
+    if not given(bad, "--space"):
         argv += ["--space", "smoke"]
-    if not arg.startswith("--results_dir"):
+    if not given(bad, "--results_dir"):
         argv += ["--results_dir", str(tmp_path / "r")]
-    if arg.startswith("--set"):
+    if given(bad, "--set"):
         argv += ["--debug"]
-    if arg.startswith("--resume"):
+    if given(bad, "--resume"):
         argv += ["--name", "nothing-here"]
     code, err = run_main(tune_cli.main, argv, capsys)
     assert code == 2, err
-    assert_one_line_naming(err, arg)
+    assert_one_line_naming(err, bad)
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.json"))
-
 
 
 @pytest.fixture(scope="module")
@@ -114,27 +132,26 @@ def finished_search(tmp_path_factory, data_root) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("arg", [a for _, a in RETRAIN_CASES], ids=[i for i, _ in RETRAIN_CASES])
-def test_retrain_flag(arg, finished_search, capsys):
-    code, err = run_main(retrain_cli.main, [str(finished_search), arg], capsys)
+@pytest.mark.parametrize("bad", RETRAIN_CASES)
+def test_retrain_flag(bad, finished_search, capsys):
+    code, err = run_main(retrain_cli.main, [str(finished_search), *bad], capsys)
     assert code == 2, err
-    assert_one_line_naming(err, arg)
+    assert_one_line_naming(err, bad)
     assert not (finished_search / "retrain").exists()
 
 
-@pytest.mark.parametrize("arg", [a for _, a in PREDICT_CASES], ids=[i for i, _ in PREDICT_CASES])
-def test_predict_flag(arg, tmp_path, capsys):
-    code, err = run_main(predict_cli.main, [str(tmp_path / "model.pt"), "a.png", arg], capsys)
+@pytest.mark.parametrize("bad", PREDICT_CASES)
+def test_predict_flag(bad, tmp_path, capsys):
+    code, err = run_main(predict_cli.main, [str(tmp_path / "model.pt"), "a.png", *bad], capsys)
     assert code == 2, err
-    assert_one_line_naming(err, arg)
+    assert_one_line_naming(err, bad)
 
 
-@pytest.mark.parametrize("arg", [a for _, a in DASHBOARD_CASES],
-                         ids=[i for i, _ in DASHBOARD_CASES])
-def test_dashboard_flag(arg, tmp_path, capsys):
-    code, err = run_main(dashboard_cli.main, [str(tmp_path), arg], capsys)
+@pytest.mark.parametrize("bad", DASHBOARD_CASES)
+def test_dashboard_flag(bad, tmp_path, capsys):
+    code, err = run_main(dashboard_cli.main, [str(tmp_path), *bad], capsys)
     assert code == 2, err
-    assert_one_line_naming(err, arg)
+    assert_one_line_naming(err, bad)
 
 
 @pytest.mark.parametrize("module", ["emnist", "mnist", "emnist_lines"])
@@ -154,7 +171,7 @@ def test_data_command_flag(module, value, capsys):
         code, err = run_main(lambda a: summary_main(cls, a), argv, capsys)
     assert code == 2, err
     assert err.startswith(f"textsearch.data.{module}: error:")
-    assert_one_line_naming(err, f"--batch_size={value}")
+    assert_one_line_naming(err, [f"--batch_size={value}"])
 
 
 def test_data_command_runs_without_a_warning(data_root):
@@ -213,23 +230,30 @@ def option_flags(parser: argparse.ArgumentParser) -> set[str]:
 def test_every_flag_is_covered(command, parser, table):
     assert option_flags(parser) == EXPECTED_FLAGS[command]
     for flag in EXPECTED_FLAGS[command]:
-        kinds = {case_id.removeprefix(f"{flag}-") for case_id, _ in table
-                 if case_id.startswith(f"{flag}-")}
+        kinds = {case.id.removeprefix(f"{flag}-") for case in table
+                 if case.id.startswith(f"{flag}-")}
         assert kinds == {"wrong-type", "out-of-range", "empty"}, (command, flag, kinds)
+    booleans = {a.dest for a in parser._actions if isinstance(a, BOOLEAN)}
+    # every boolean flag has its misuse case, or is listed as one that has none
+    assert booleans == set(MISUSE.get(command, {})) | (booleans & NO_MISUSE), (command, booleans)
 
 
-def assert_one_line_naming(err: str, arg: str) -> None:
-    """One line on stderr, naming the flag of ``arg`` and its bad value (or that it is empty)."""
+def assert_one_line_naming(err: str, bad: list[str]) -> None:
+    """One line on stderr, naming the flag of ``bad`` and its bad value (or that it is empty);
+    for a misuse (a flag beside another), naming both flags."""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    flag, _, value = arg.partition("=")
-    names = (flag, flag.replace("-", "_").replace("__", "--"), flag.replace("_", "-"))
-    assert any(n in lines[0] for n in names), (arg, lines[0])
+    flag, _, value = bad[0].partition("=")
+    for name in [flag, *(a for a in bad[1:] if a.startswith("--"))]:
+        spellings = (name, name.replace("-", "_").replace("__", "--"), name.replace("_", "-"))
+        assert any(n in lines[0] for n in spellings), (bad, lines[0])
+    if len(bad) > 1:
+        return
     if value:  # the value, or the part of it that is wrong (bogus of bogus:max)
         parts = [value, *(t for t in re.split(r"[:,=/]", value) if len(t) > 1)]
-        assert any(t in lines[0] for t in parts), (arg, lines[0])
+        assert any(t in lines[0] for t in parts), (bad, lines[0])
     else:
-        assert any(w in lines[0] for w in ("empty", "''", "expected", "got ''")), (arg, lines[0])
+        assert any(w in lines[0] for w in ("empty", "''", "expected", "got ''")), (bad, lines[0])
 
 
 HEAVY = ("torch", "pytorch_lightning", "ray", "optuna")

@@ -205,6 +205,10 @@ class DebugOptions:
                                       "fraction (<= 1)", minimum=0)
 
 
+def option_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
 @dataclass
 class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptions, OptimOptions,
                   RunOptions):
@@ -232,6 +236,18 @@ class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptio
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def unused_option(self, names: set[str]) -> str | None:
+        """The first of ``names`` that this run's model or data class never reads (None: all
+        are read), e.g. ``batchnorm`` for the MLP or ``balance`` for MNIST."""
+        owners = {name: ("CNN",) for name in option_names(CNNConfig) if name != "dropout"}
+        owners.update({name: ("MLP",) for name in option_names(MLPConfig)})
+        owners["balance"] = ("EMNIST", "EMNISTLines")
+        for name in sorted(names):
+            users = owners.get(name)
+            if users and self.model_class not in users and self.data_class not in users:
+                return name
+        return None
 
     def validate(self) -> None:
         if self.model_class not in MODEL_NAMES:

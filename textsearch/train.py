@@ -67,6 +67,14 @@ def build_parser() -> cli.Parser:
     return parser
 
 
+def given_options(argv: list[str] | None) -> set[str]:
+    """The TrainConfig options spelled out on the command line (not left at their default)."""
+    probe = cli.Parser(prog="textsearch.train", add_help=False)
+    add_config_flags(probe, suppress=True)
+    known, _ = probe.parse_known_args(argv)
+    return set(vars(known))
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
@@ -74,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.pop("no_progress_bar")
     cfg = TrainConfig.from_dict(args)
     cfg.validate()
+    unused = cfg.unused_option(given_options(argv))
+    if unused:
+        raise UserError(f"--{unused} has no effect with --model_class {cfg.model_class} "
+                        f"--data_class {cfg.data_class}: leave it out")
     name = name or f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.model_class}_{cfg.data_class}"
     run_dir = runs_dir / name
     if run_dir.exists():

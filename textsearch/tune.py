@@ -28,6 +28,10 @@ from textsearch.layout import SETTINGS_FILE, SUMMARY_FILE
 from textsearch.search import SCHEDULERS, SEARCHERS
 
 EXIT_INTERRUPTED = 130
+# Flags that shape a search and that a --debug run (one trial, no Ray) would ignore.
+SEARCH_ONLY = ("resume", "address", "warm_start", "no_report", "num_samples", "grace_period",
+               "reduction_factor", "max_concurrent", "startup_trials", "time_budget_s",
+               "objectives")
 
 
 def build_parser() -> cli.Parser:
@@ -230,11 +234,18 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
+        if args.resume or args.debug:
+            raise UserError(f"--list only lists the spaces: drop it to "
+                            f"{'--resume' if args.resume else 'run --debug'}")
         print(list_spaces())
         return 0
     if not args.space and not (args.resume and args.name):
         raise UserError("--space is required (see --list)")
     if args.debug:
+        for flag in SEARCH_ONLY:
+            if getattr(args, flag) not in (None, False, []):
+                raise UserError(f"--{flag} belongs to a search; the --debug run is one trial "
+                                "in this process")
         return run_debug(args, spaces.load(args.space))
     for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
         if getattr(args, flag) is not None:
