@@ -17,13 +17,16 @@ from typing import Any
 from textsearch.errors import UserError
 from textsearch.options import option, subset
 
-MODEL_NAMES = ("MLP", "CNN")  # built by textsearch.training.make_model
+MODEL_NAMES = ("MLP", "CNN", "LineCNN")  # built by textsearch.training.make_model
+LINE_MODELS = ("LineCNN",)  # models that read whole lines (EMNISTLines), trained with CTC
 DATA_NAMES = ("EMNIST", "MNIST", "EMNISTLines")  # textsearch.data.DATA_CLASSES
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 
 # What a trial reports each epoch that a search may optimise, and which way is better.
 OBJECTIVE_METRICS = {
     "val_acc": "max", "val_loss": "min", "train_acc": "max", "train_loss": "min",
+    "val_cer": "min",  # lines: character error rate of the greedy CTC reading
+    "val_line_acc": "max",  # lines: share of lines read exactly
     "train_samples_per_s": "max", "epoch_s": "min",
     "params": "min",  # parameter count of the model
     "infer_ms_per_image": "min",  # inference time per image, batch of 256, on the trial's device
@@ -140,6 +143,32 @@ class CNNConfig:
 
 
 @dataclass
+class LineOptions:
+    """How the line model slides the CNN across a line (pixels of the 28-pixel-high line)."""
+
+    window_width: int = option(28, "LineCNN: width of the window the CNN reads, in pixels",
+                               minimum=0, above=True)
+    window_stride: int = option(14, "LineCNN: pixels between neighbouring windows (sets the "
+                                "number of output steps)", minimum=0, above=True)
+
+
+@dataclass
+class LinesOptions:
+    """How EMNIST Lines are generated (:mod:`textsearch.data.emnist_lines`)."""
+
+    max_length: int = option(32, "EMNISTLines: tokens per label, <S> and <E> included (lines "
+                             "are at most max_length - 2 characters, 28 * max_length pixels "
+                             "wide)", minimum=3)
+    min_overlap: float = option(0.0, "EMNISTLines: least share of a character's width drawn "
+                                "over the next one", minimum=0)
+    max_overlap: float = option(0.33, "EMNISTLines: largest share of a character's width "
+                                "drawn over the next one (< 1)", minimum=0)
+    num_train_lines: int = option(10_000, "EMNISTLines: training lines", minimum=0, above=True)
+    num_val_lines: int = option(2_000, "EMNISTLines: validation lines", minimum=0, above=True)
+    num_test_lines: int = option(2_000, "EMNISTLines: test lines", minimum=0, above=True)
+
+
+@dataclass
 class MLPConfig:
     """The MLP's own options (its dropout is :class:`textsearch.models.cnn.CNNConfig`'s)."""
 
@@ -210,7 +239,7 @@ def option_names(cls: type) -> list[str]:
 
 
 @dataclass
-class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptions, OptimOptions,
+class TrainConfig(LinesOptions, LineOptions, CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptions, OptimOptions,
                   RunOptions):
     """Everything one training run needs, flat, so a search space can set any of it by name.
 
@@ -240,9 +269,12 @@ class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptio
     def unused_option(self, names: set[str]) -> str | None:
         """The first of ``names`` that this run's model or data class never reads (None: all
         are read), e.g. ``batchnorm`` for the MLP or ``balance`` for MNIST."""
-        owners = {name: ("CNN",) for name in option_names(CNNConfig) if name != "dropout"}
+        owners = {name: ("CNN", "LineCNN") for name in option_names(CNNConfig)
+                  if name != "dropout"}
         owners.update({name: ("MLP",) for name in option_names(MLPConfig)})
-        owners["balance"] = ("EMNIST", "EMNISTLines")
+        owners.update({name: ("LineCNN",) for name in option_names(LineOptions)})
+        owners.update({name: ("EMNISTLines",) for name in option_names(LinesOptions)})
+        owners["balance"] = ("EMNIST",)
         for name in sorted(names):
             users = owners.get(name)
             if users and self.model_class not in users and self.data_class not in users:
@@ -256,9 +288,18 @@ class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptio
         if self.data_class not in DATA_NAMES:
             raise UserError(f"unknown data class {self.data_class!r}; known: "
                             f"{', '.join(DATA_NAMES)}")
-        if self.data_class == "EMNISTLines":
-            raise UserError("EMNISTLines yields whole lines (token sequences); the MLP and CNN "
-                            "classify single characters: use --data_class EMNIST or MNIST")
+        reads_lines = self.model_class in LINE_MODELS
+        if reads_lines and self.data_class != "EMNISTLines":
+            raise UserError(f"--model_class {self.model_class} reads whole lines: use "
+                            f"--data_class EMNISTLines (not {self.data_class})")
+        if self.data_class == "EMNISTLines" and not reads_lines:
+            raise UserError(f"--data_class EMNISTLines yields whole lines; --model_class "
+                            f"{self.model_class} classifies single characters: use "
+                            "--model_class LineCNN, or --data_class EMNIST or MNIST")
+        if reads_lines:
+            problem = self.line_problem()
+            if problem:
+                raise UserError(problem)
         for name in ("max_epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -285,6 +326,42 @@ class TrainConfig(CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptio
 
     def cnn_config(self) -> CNNConfig:
         return subset(CNNConfig, self)
+
+    @property
+    def reads_lines(self) -> bool:
+        return self.model_class in LINE_MODELS
+
+    def line_problem(self) -> str | None:
+        """Why the window cannot slide across this run's lines (None: it can)."""
+        width = 28 * self.max_length
+        if self.window_width > width:
+            return (f"window_width {self.window_width} is wider than the line ({width} pixels: "
+                    f"28 * max_length {self.max_length})")
+        if self.window_stride > self.window_width:
+            return (f"window_stride {self.window_stride} is larger than window_width "
+                    f"{self.window_width}: the windows would skip pixels of the line")
+        if not self.min_overlap <= self.max_overlap < 1:
+            return (f"overlaps must satisfy min_overlap <= max_overlap < 1, got "
+                    f"{self.min_overlap:g}, {self.max_overlap:g}")
+        return None
+
+    def lines_config(self):
+        """The EMNIST Lines generation settings of this run."""
+        from textsearch.data.emnist_lines import LinesConfig
+
+        return LinesConfig(max_length=self.max_length, min_overlap=self.min_overlap,
+                           max_overlap=self.max_overlap, num_train=self.num_train_lines,
+                           num_val=self.num_val_lines, num_test=self.num_test_lines)
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """The validation metric that picks a run's best checkpoint, and its direction."""
+        return ("val_cer", "min") if self.reads_lines else ("val_acc", "max")
+
+    @property
+    def test_metrics(self) -> tuple[str, ...]:
+        """What the test split is scored by, the headline first."""
+        return ("test_cer", "test_line_acc") if self.reads_lines else ("test_acc",)
 
 
 def check_option(name: str, value: Any) -> Any:

@@ -4,6 +4,7 @@ Logged per epoch: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (and 
 ``test_acc`` when testing), ``train_samples_per_s`` (training images per second of the
 training loop, validation excluded) and ``epoch_s`` (wall seconds of the whole epoch).
 A search's trials also report :meth:`LitModel.model_stats` (size and inference speed).
+Line models (:class:`LineLitModel`) are trained with CTC and scored by character error rate.
 
 Every checkpoint holds, besides Lightning's state, the full config the model was built from
 (:data:`CONFIG_KEY`) and what it was built for (:data:`DATA_KEY`: input dims, number of
@@ -158,3 +159,56 @@ class LitModel(pl.LightningModule):
             total_steps=int(self.trainer.estimated_stepping_batches),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class LineLitModel(LitModel):
+    """A line model (``(B, C, T)`` scores) trained with CTC, read by greedy CTC decoding.
+
+    Logged per epoch: ``train_loss``, ``val_loss``, ``val_cer`` (character error rate: the
+    edit distance between the decoded and the true text over the true text's length, summed
+    over the split, by torchmetrics' ``CharErrorRate``) and ``val_line_acc`` (the share of
+    lines read exactly); when testing, ``test_cer`` and ``test_line_acc``.
+    """
+
+    INFER_BATCH = 32  # lines are 32 characters wide: as many characters as 1024 images
+
+    def __init__(self, model: nn.Module, num_classes: int, mapping: list[str], **kwargs: Any):
+        super().__init__(model, num_classes, **kwargs)
+        from torchmetrics.text import CharErrorRate
+
+        from textsearch.models.ctc import BLANK
+
+        self.mapping = list(mapping)
+        self.ctc = nn.CTCLoss(blank=BLANK)
+        self.val_cer, self.test_cer = CharErrorRate(), CharErrorRate()
+        self.val_line_acc, self.test_line_acc = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
+
+    def _line_step(self, batch, stage: str) -> torch.Tensor:
+        from textsearch.models.ctc import ctc_targets, greedy_decode, label_tokens, to_text
+
+        x, y = batch
+        scores = self(x)  # (B, C, T)
+        log_probs = scores.float().log_softmax(dim=1).permute(2, 0, 1)  # (T, B, C)
+        targets, target_lengths = ctc_targets(y)
+        input_lengths = torch.full((len(y),), log_probs.shape[0], dtype=torch.long)
+        loss = self.ctc(log_probs, targets, input_lengths, target_lengths)
+        self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
+        if stage != "train":
+            read = [to_text(t, self.mapping) for t in greedy_decode(scores.detach())]
+            truth = [to_text(t, self.mapping) for t in label_tokens(y)]
+            cer, line_acc = getattr(self, f"{stage}_cer"), getattr(self, f"{stage}_line_acc")
+            cer(read, truth)
+            line_acc(torch.tensor([float(r == t) for r, t in zip(read, truth)]))
+            self.log(f"{stage}_cer", cer, on_epoch=True, prog_bar=True, batch_size=len(y))
+            self.log(f"{stage}_line_acc", line_acc, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        self._epoch_samples += len(batch[1])
+        return self._line_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._line_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._line_step(batch, "test")

@@ -1,9 +1,12 @@
-"""``python -m textsearch.predict MODEL IMAGE...``: the character in each image.
+"""``python -m textsearch.predict MODEL IMAGE...``: the character, or the line of text, in each image.
 
 MODEL: a ``model.pt`` written by ``python -m textsearch.retrain`` (or its folder); its
 ``model.json`` beside it gives the class mapping and input size.  Each image is read as
-grayscale and resized to the model's input (28x28 for EMNIST).  Dark strokes on a light
-background (ink on paper) are inverted to EMNIST's light strokes on black.
+grayscale.  Dark strokes on a light background (ink on paper) are inverted to EMNIST's
+light strokes on black.  For a character model the image is resized to its input (28x28
+for EMNIST).  For a line model (one line of text per image, e.g. a photo or scan) it is
+resized to the model's height (28), keeping its aspect ratio (no wider than the widest
+line it was trained on), and the greedy CTC reading is printed.
 
 Examples::
 
@@ -49,8 +52,11 @@ def load_model(path: Path):
         mapping, dims = info["mapping"], info["input"]["dims"]
     except (ValueError, KeyError) as err:
         raise UserError(f"{info_file} is damaged: {err}") from None
-    if len(dims) != 3 or dims[1] != dims[2]:
-        raise UserError(f"{model_file} does not read single characters (input {dims})")
+    kind = info["input"].get("kind", "character")
+    if kind not in ("character", "line") or len(dims) != 3 or (kind == "character"
+                                                                and dims[1] != dims[2]):
+        raise UserError(f"{info_file} is damaged: input {info['input']} is neither a square "
+                        "character nor a line")
     import torch
 
     try:
@@ -62,25 +68,72 @@ def load_model(path: Path):
     return model, {**info, "mapping": mapping}
 
 
-def read_image(path: Path, size: tuple[int, int]):
-    """A float array (H, W) in [0, 1], light strokes on black, at ``size`` (H, W)."""
-    import numpy as np
+def open_gray(path: Path):
+    """The image at ``path`` as an 8-bit grayscale PIL image."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            gray = img.convert("L")
+            return img.convert("L")
     except FileNotFoundError:
         raise UserError(f"no image at {path}") from None
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"cannot read image {path}: {err}") from None
-    if gray.size != (size[1], size[0]):
-        gray = gray.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+
+
+def light_on_dark(gray):
+    """A float array in [0, 1] of a grayscale image, light strokes on black."""
+    import numpy as np
+
     x = np.asarray(gray, dtype=np.float32) / 255.0
     border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
     if border.mean() > 0.5:  # ink on paper: make it EMNIST's light-on-dark
         x = 1.0 - x
     return x
+
+
+def read_image(path: Path, size: tuple[int, int]):
+    """A float array (H, W) in [0, 1], light strokes on black, at ``size`` (H, W)."""
+    from PIL import Image
+
+    gray = open_gray(path)
+    if gray.size != (size[1], size[0]):
+        gray = gray.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    return light_on_dark(gray)
+
+
+def read_line(path: Path, height: int, max_width: int, min_width: int):
+    """A float array (height, W) in [0, 1], light strokes on black: the line resized to
+    ``height`` keeping its aspect ratio, W at most ``max_width``; a line narrower than
+    ``min_width`` (the model's window) is padded with background on the right."""
+    import numpy as np
+    from PIL import Image
+
+    gray = open_gray(path)
+    w, h = gray.size
+    width = max(1, min(max_width, round(w * height / h)))
+    if (w, h) != (width, height):
+        gray = gray.resize((width, height), Image.Resampling.LANCZOS)
+    x = light_on_dark(gray)
+    if width < min_width:
+        x = np.pad(x, ((0, 0), (0, min_width - width)))
+    return x
+
+
+def read_lines(model, info: dict, images: list[Path]) -> list[str]:
+    """The greedy CTC reading of each line image."""
+    import torch
+
+    from textsearch.models.ctc import greedy_decode, to_text
+
+    i = info["input"]
+    texts = []
+    for path in images:  # one at a time: lines differ in width
+        x = read_line(path, i["height"], i["max_width"], i.get("window_width", 1))
+        with torch.inference_mode():
+            scores = model(torch.from_numpy(x)[None, None])
+        texts.append(to_text(greedy_decode(scores)[0], info["mapping"]))
+    return texts
 
 
 def predict(model, info: dict, images: list[Path], top: int = 1) -> list[list[tuple[str, float]]]:
@@ -107,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in images:
         if not path.is_file():
             raise UserError(f"no image at {path}")
+    if info["input"].get("kind") == "line":
+        if args.top != 1:
+            raise UserError(f"--top {args.top}: a line model gives one reading per line")
+        for path, text in zip(images, read_lines(model, info, images)):
+            print(f"{path}: {text}")
+        return 0
     for path, guesses in zip(images, predict(model, info, images, args.top)):
         shown = "  ".join(f"{c!r} {p:.3f}" for c, p in guesses)
         print(f"{path}: {shown}")

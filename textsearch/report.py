@@ -20,7 +20,7 @@ from textsearch import cli
 from textsearch.errors import UserError, cli_entry
 from textsearch.layout import REPORT_FILE, plot_file
 from textsearch.plots import PLOTS, SearchData, load_search
-from textsearch.summary import trials_table
+from textsearch.summary import headline_test, trials_table
 
 CAPTIONS = {
     "best_vs_time": "Best metric so far against wall time",
@@ -73,9 +73,10 @@ def render(data: SearchData, images: dict[str, bytes]) -> str:
              + (f" in {s['wall_s']:.0f} s" if s.get("wall_s") else "") + ".</p>"]
     parts.append("<h2>Best configuration</h2>")
     if best:
-        test = f"{best['test_acc']:.4f}" if best.get("test_acc") is not None else "n/a"
+        label, value = headline_test(s)
+        test = f"{value:.4f}" if value is not None else "n/a"
         parts.append(f"<p>Trial <code>{best['trial_id']}</code>: {s['metric']} = "
-                     f"<b>{best[s['metric']]:.4f}</b>, test accuracy of its best checkpoint = "
+                     f"<b>{best[s['metric']]:.4f}</b>, {label.lower()} of its best checkpoint = "
                      f"<b>{test}</b>.</p><pre>{html.escape(json.dumps(best['config'], indent=1, sort_keys=True))}</pre>")
     else:
         parts.append("<p>No trial reported the metric.</p>")

@@ -5,9 +5,10 @@ on the Pareto front) is trained again on the whole training split (``--data_frac
 to change that), with a progress bar, then tested.  Written under
 ``runs/<name>/retrain/<trial>/``:
 
-- ``model.pt``: the model as TorchScript (``torch.jit.load`` needs no textsearch): input
-  float images ``(N, 1, H, W)`` in [0, 1], light strokes on black as in EMNIST; output
-  class scores;
+- ``model.pt``: the model as TorchScript (``torch.jit.load`` needs no textsearch), in
+  float32: input float images ``(N, 1, H, W)`` in [0, 1], light strokes on black as in
+  EMNIST; output class scores ``(N, C)``, or for a line model ``(N, C, T)``: scores of each
+  of T windows across the line, to be read by greedy CTC decoding (token 0 is the blank);
 - ``model.json``: the config, the metrics, the data it was trained on (with a cache key),
   the class mapping and the input format (what ``python -m textsearch.predict`` reads);
 - the training run itself (TensorBoard events, best checkpoint).
@@ -73,8 +74,11 @@ def choose_trial(search_dir: Path, trial_id: str | None) -> tuple[dict[str, Any]
 
 def data_key(cfg) -> tuple[str, dict[str, Any]]:
     """What identifies the data a model saw: the data options, and a short hash of them."""
-    fields = {k: getattr(cfg, k) for k in ("data_class", "balance", "val_fraction",
-                                           "data_fraction")}
+    names = ["data_class", "balance", "val_fraction", "data_fraction"]
+    if cfg.data_class == "EMNISTLines":
+        names[1:2] = ["max_length", "min_overlap", "max_overlap", "num_train_lines",
+                      "num_val_lines", "num_test_lines"]
+    fields = {k: getattr(cfg, k) for k in names}
     digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     return f"{cfg.data_class}-{digest}", fields
 
@@ -118,15 +122,32 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
                  "train_examples": int(len(bundle.x_trainval)),
                  "test_examples": int(len(bundle.x_test))},
         "mapping": list(bundle.mapping),
-        "input": {"dims": list(bundle.input_dims), "dtype": "float32", "scale": "0..1",
-                  "strokes": "light on dark, as EMNIST"},
+        "input": input_info(cfg, bundle),
         "model_file": model_file.name,
     }
     (out / MODEL_INFO).write_text(json.dumps(info, indent=1, default=str))
-    print(f"test_acc = {result.test_acc:.4f}" if result.test_acc is not None else "test_acc: n/a")
+    for name in cfg.test_metrics:
+        value = result.test_metrics.get(name)
+        print(f"{name} = {value:.4f}" if value is not None else f"{name}: n/a")
     print(f"model: {model_file}")
     print(f"model card: {out / MODEL_INFO}")
     return out
+
+
+def input_info(cfg, bundle) -> dict[str, Any]:
+    """What ``model.pt`` takes, for ``model.json``: the input size, scale and stroke colour;
+    for a line model also the height, the widest line it was trained on and the CTC blank."""
+    info = {"dims": list(bundle.input_dims), "dtype": "float32", "scale": "0..1",
+            "strokes": "light on dark, as EMNIST", "kind": "character"}
+    if cfg.reads_lines:
+        from textsearch.models.ctc import BLANK
+
+        _, height, width = bundle.input_dims
+        info.update({"kind": "line", "height": int(height), "max_width": int(width),
+                     "blank": BLANK, "window_width": cfg.window_width,
+                     "window_stride": cfg.window_stride,
+                     "output": "(N, num_classes, steps) scores; greedy CTC decoding"})
+    return info
 
 
 def export(checkpoint: str | None, out: Path) -> Path:

@@ -370,16 +370,20 @@ def sample_pinned(space: SearchSpace, seed: int, pairs: list[str]
     searched = set().union(*(set(d) for _, d in samples))
     # prefer the first sample that uses every pinned parameter the space searches
     wanted = {k for k in pins if k in searched}
-    params = next((p for p, d in samples if wanted <= set(d)), samples[0][0])
+    params, drawn = next(((p, d) for p, d in samples if wanted <= set(d)), samples[0])
     fixed: dict[str, Any] = {}
     for key, text in pins.items():
-        if key in params:
+        if key in drawn:
             continue
         if key not in types:
             raise UserError(f"--set: unknown parameter {key!r}; the space searches "
                             f"{', '.join(sorted(searched)) or 'nothing'}; other config keys: "
                             f"{', '.join(types)}")
-        fixed[key] = check_option(key, coerce(key, text, types[key]))
+        value = check_option(key, coerce(key, text, types[key]))
+        if key in params:  # a value the space returns rather than draws: the pin wins
+            params[key] = value
+        else:
+            fixed[key] = value
     return params, fixed
 
 

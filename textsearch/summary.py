@@ -162,7 +162,7 @@ def summarize(search_dir: Path) -> dict[str, Any]:
             "params": best["config"],
             settings.metric: best[f"best_{settings.metric}"],
             "epoch": best["best_epoch"],
-            "test_acc": tested.get("test_acc") if fresh else None,
+            **{name: tested.get(name) if fresh else None for name in test_names(settings)},
             "checkpoint": f"{best['path']}/{BEST_CHECKPOINT}" if checkpoint.is_file() else None,
         }
     pareto = None
@@ -198,17 +198,39 @@ def find_trial(summary: dict[str, Any], text: str) -> dict[str, Any] | None:
     return next((t for t in summary["trials"] if t["number"] == number), None)
 
 
+def test_names(settings) -> tuple[str, ...]:
+    """The test metrics of the search's models, the headline first: ``test_acc`` for
+    characters, ``test_cer`` and ``test_line_acc`` for lines."""
+    from textsearch.config import LINE_MODELS
+
+    if settings.fixed.get("model_class") in LINE_MODELS:
+        return ("test_cer", "test_line_acc")
+    return ("test_acc",)
+
+
+TEST_LABELS = {"test_acc": "Test accuracy", "test_cer": "Test character error rate",
+               "test_line_acc": "Test line accuracy"}
+
+
+def headline_test(summary: dict[str, Any]) -> tuple[str, float | None]:
+    """(label, value) of the best trial's headline test figure (value None: not tested)."""
+    best = summary.get("best") or {}
+    name = "test_cer" if "test_cer" in best else "test_acc"
+    return TEST_LABELS[name], best.get(name)
+
+
 def evaluate_best(search_dir: Path, bundle=None) -> float | None:
     """Test the best trial's ``best.ckpt`` (once per checkpoint: ``test.json``).
 
-    On the driver's GPU when it has one.  Returns the test accuracy (None: no best trial).
+    On the driver's GPU when it has one.  Returns the headline test figure (the accuracy,
+    or for lines the CER; None: no best trial).
     """
     summary = summarize(search_dir)
     best = summary["best"]
     if best is None or best["checkpoint"] is None:
         return None
-    if best["test_acc"] is not None:
-        return best["test_acc"]
+    if headline_test(summary)[1] is not None:
+        return headline_test(summary)[1]
     import torch
 
     from textsearch.training import evaluate_checkpoint
@@ -218,7 +240,7 @@ def evaluate_best(search_dir: Path, bundle=None) -> float | None:
                                   gpus=1 if torch.cuda.is_available() else 0)
     folder = Path(search_dir) / Path(best["checkpoint"]).parent
     (folder / TEST_METRICS).write_text(json.dumps({"epoch": best["epoch"], **metrics}))
-    return metrics.get("test_acc")
+    return metrics.get("test_cer", metrics.get("test_acc"))
 
 
 def write_summary(search_dir: Path, summary: dict[str, Any]) -> None:
@@ -272,9 +294,9 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
     else:
         lines.append(f"Best trial: {best['trial_id']}  {metric} = {best[metric]:.4f}")
         lines.append("Best config: " + json.dumps(best["params"], sort_keys=True))
-        test = best["test_acc"]
-        lines.append(f"Test accuracy of the best checkpoint: "
-                     f"{test:.4f}" if test is not None else "Test accuracy: n/a")
+        label, test = headline_test(summary)
+        lines.append(f"{label} of the best checkpoint: "
+                     f"{test:.4f}" if test is not None else f"{label}: n/a")
     if summary.get("pareto") is not None:
         names = ", ".join(f"{m} ({d})" for m, d in summary["objectives"])
         lines.append(f"Pareto front of {names}: {len(summary['pareto'])} trial(s)")

@@ -4,10 +4,12 @@ Example::
 
     python -m textsearch.train --model_class CNN --data_class EMNIST --max_epochs 1 \\
         --num_blocks 2 --block residual --batchnorm --downsample stride
+    python -m textsearch.train --model_class LineCNN --data_class EMNISTLines --max_length 16 \\
+        --window_width 28 --window_stride 14 --num_train_lines 2000
 
 TensorBoard logs, the best checkpoint and ``config.json`` (the full config the run ran) go
 to ``<runs_dir>/<name>/``; the best checkpoint is tested at the end and ``val_acc`` /
-``test_acc`` are printed.  The checkpoint holds that config too:
+``test_acc`` are printed (for a line model, ``val_cer`` / ``test_cer`` and ``test_line_acc``).  The checkpoint holds that config too:
 :func:`textsearch.training.model_from_checkpoint` rebuilds the model from it alone.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+import typing
 from pathlib import Path
 
 from textsearch import cli
@@ -36,12 +39,13 @@ def flag_type(f: dataclasses.Field, typ: type):
     return cli.nonempty_str
 
 
-def add_config_flags(parser: cli.Parser, defaults: TrainConfig | None = None,
-                     suppress: bool = False) -> None:
-    """One flag per TrainConfig option (``suppress``: absent flags stay out of the namespace)."""
-    defaults = defaults or TrainConfig()
-    types = TrainConfig.field_types()
-    for f in options_of(TrainConfig):
+def add_config_flags(parser: cli.Parser, defaults=None, suppress: bool = False,
+                     config_cls: type = TrainConfig) -> None:
+    """One flag per option of ``config_cls`` (TrainConfig or one of its parts, e.g.
+    LinesOptions); ``suppress``: absent flags stay out of the namespace."""
+    defaults = defaults or config_cls()
+    types = typing.get_type_hints(config_cls)
+    for f in options_of(config_cls):
         name, typ, m = f.name, types[f.name], f.metadata
         default = argparse.SUPPRESS if suppress else getattr(defaults, name)
         if typ is bool:
@@ -100,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     m = result.metrics
     print(f"run directory: {run_dir}")
     print(f"best checkpoint: {result.best_checkpoint}")
-    print(f"val_acc: {m.get('best_val_acc', m.get('val_acc', float('nan'))):.4f}")
-    print(f"test_acc: {result.test_acc:.4f}" if result.test_acc is not None else "test_acc: n/a")
+    monitor = cfg.monitor[0]
+    print(f"{monitor}: {m.get(f'best_{monitor}', m.get(monitor, float('nan'))):.4f}")
+    for name in cfg.test_metrics:
+        value = result.test_metrics.get(name)
+        print(f"{name}: {value:.4f}" if value is not None else f"{name}: n/a")
     print(f"tensorboard --logdir {run_dir} --host 127.0.0.1")
     return 0
 

@@ -22,9 +22,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from textsearch.config import PRECISIONS, TrainConfig, check_option, coerce
 from textsearch.data import DATA_CLASSES, BaseDataModule, DataBundle
 from textsearch.errors import UserError
-from textsearch.lit_model import CONFIG_KEY, DATA_KEY, LitModel
+from textsearch.lit_model import CONFIG_KEY, DATA_KEY, LineLitModel, LitModel
 from textsearch.models.cnn import CNN
 from textsearch.models.errors import ModelConfigError
+from textsearch.models.line_cnn import LineCNN
 from textsearch.models.mlp import MLP
 
 __all__ = ["PRECISIONS", "ConfigFile", "TrainConfig", "TrainResult", "check_option", "coerce",
@@ -47,13 +48,16 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, float]
     best_checkpoint: str | None
-    test_acc: float | None
+    test_acc: float | None  # character models; line models score the test split by CER
     epochs: int
+    test_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def make_datamodule(cfg: TrainConfig, bundle: DataBundle | None = None) -> BaseDataModule:
     cls = DATA_CLASSES[cfg.data_class]
     kwargs = {"balance": cfg.balance} if cfg.data_class == "EMNIST" else {}
+    if cfg.data_class == "EMNISTLines":
+        kwargs = {"lines": cfg.lines_config()}
     return cls(cfg.data_config(), bundle=bundle, **kwargs)
 
 
@@ -66,28 +70,68 @@ def make_model(cfg: TrainConfig, input_dims: tuple[int, ...], num_classes: int) 
     try:
         if cfg.model_class == "MLP":
             return MLP(input_dims, num_classes, fc1=cfg.fc1, fc2=cfg.fc2, dropout=cfg.dropout)
+        if cfg.model_class == "LineCNN":
+            return LineCNN(input_dims, num_classes, cfg.cnn_config(), cfg.window_width,
+                           cfg.window_stride)
         return CNN(input_dims, num_classes, cfg.cnn_config())
     except ModelConfigError as err:
         raise UserError(str(err)) from None
 
 
 def data_info(bundle: DataBundle) -> dict[str, Any]:
-    """What a model is built for, as a checkpoint keeps it: input dims, classes, mapping."""
+    """What a model is built for, as a checkpoint keeps it: input dims, classes, mapping.
+
+    A line model scores every token of the mapping (its ``<B>`` is the CTC blank); a
+    character model, the dataset's classes.
+    """
+    lines = len(bundle.y_trainval.shape) > 1
     return {"input_dims": [int(d) for d in bundle.input_dims],
-            "num_classes": int(bundle.output_dims[0]), "mapping": list(bundle.mapping)}
+            "num_classes": len(bundle.mapping) if lines else int(bundle.output_dims[0]),
+            "mapping": list(bundle.mapping)}
+
+
+def ctc_steps_needed(bundle: DataBundle) -> int:
+    """The most output steps a line of ``bundle`` needs under CTC: its characters plus one
+    blank between each pair of equal neighbours (:func:`textsearch.models.ctc.min_steps`)."""
+    import numpy as np
+
+    from textsearch.models.ctc import FIRST_CHARACTER
+
+    needed = 0
+    for y in (bundle.y_trainval, bundle.y_test):
+        chars = y >= FIRST_CHARACTER
+        repeats = (y[:, 1:] == y[:, :-1]) & chars[:, 1:]
+        needed = max(needed, int(np.max(chars.sum(axis=1) + repeats.sum(axis=1), initial=0)))
+    return needed
 
 
 def make_lit_model(cfg: TrainConfig, bundle: DataBundle) -> LitModel:
-    """The model ``cfg`` names, wrapped for training on ``bundle``'s kind of data."""
-    return _lit_model(cfg, data_info(bundle))
+    """The model ``cfg`` names, wrapped for training on ``bundle``'s kind of data.
+
+    A line model that gives fewer output steps than a line of the data needs under CTC is
+    refused (a :class:`UserError`), before any training.
+    """
+    lit = _lit_model(cfg, data_info(bundle))
+    if cfg.reads_lines:
+        needed, steps = ctc_steps_needed(bundle), lit.model.num_steps
+        if steps < needed:
+            raise UserError(
+                f"window_stride {cfg.window_stride} gives {steps} output steps across the "
+                f"line, but its longest text needs {needed} under CTC (its characters plus a "
+                f"blank between repeats): use a smaller window_stride or fewer downsampling "
+                f"blocks")
+    return lit
 
 
 def _lit_model(cfg: TrainConfig, data: dict[str, Any]) -> LitModel:
     """The LitModel of ``cfg`` for ``data`` (:func:`data_info`); its checkpoints keep both."""
     num_classes = int(data["num_classes"])
     model = make_model(cfg, tuple(data["input_dims"]), num_classes)
-    return LitModel(model, num_classes, lr=cfg.lr, one_cycle_max_lr=cfg.one_cycle_max_lr or None,
-                    weight_decay=cfg.weight_decay, config=cfg.to_dict(), data=data)
+    kwargs = {"lr": cfg.lr, "one_cycle_max_lr": cfg.one_cycle_max_lr or None,
+              "weight_decay": cfg.weight_decay, "config": cfg.to_dict(), "data": data}
+    if cfg.reads_lines:
+        return LineLitModel(model, num_classes, data["mapping"], **kwargs)
+    return LitModel(model, num_classes, **kwargs)
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[TrainConfig, LitModel]:
@@ -160,6 +204,8 @@ def log_hparams(logger: TensorBoardLogger, cfg: TrainConfig, metric_names: list[
 
 
 HPARAM_METRICS = ["val_acc", "val_loss", "train_loss", "test_acc"]
+LINE_HPARAM_METRICS = ["val_cer", "val_line_acc", "val_loss", "train_loss", "test_cer",
+                       "test_line_acc"]
 
 
 def train(
@@ -192,13 +238,15 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard",
                                default_hp_metric=False)
-    log_hparams(logger, cfg, HPARAM_METRICS)
+    log_hparams(logger, cfg, LINE_HPARAM_METRICS if cfg.reads_lines else HPARAM_METRICS)
     all_callbacks = list(callbacks or [])
     checkpoint_cb = None
     if enable_checkpointing and not cfg.fast_dev_run:
-        monitor = "val_acc" if cfg.limit_val_batches > 0 else "train_acc"
+        monitor, mode = cfg.monitor
+        if cfg.limit_val_batches <= 0:  # no validation: training's own figure picks the best
+            monitor, mode = ("train_loss", "min") if cfg.reads_lines else ("train_acc", "max")
         checkpoint_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                        monitor=monitor, mode="max", save_top_k=1,
+                                        monitor=monitor, mode=mode, save_top_k=1,
                                         save_last=False, enable_version_counter=False)
         all_callbacks.append(checkpoint_cb)
     # Overfitting = the same few training batches every epoch, unshuffled (done here rather
@@ -230,15 +278,16 @@ def train(
     trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     best = checkpoint_cb.best_model_path if checkpoint_cb and checkpoint_cb.best_model_path else None
-    test_acc = None
+    tested: dict[str, float] = {}
     if best is not None and checkpoint_cb.best_model_score is not None:
         metrics[f"best_{checkpoint_cb.monitor}"] = float(checkpoint_cb.best_model_score)
     if test and not cfg.fast_dev_run:
         out = trainer.test(lit, datamodule=dm, ckpt_path=best, verbose=False)
-        test_acc = float(out[0]["test_acc"])
-        metrics["test_acc"] = test_acc
+        tested = {k: float(out[0][k]) for k in cfg.test_metrics}
+        metrics.update(tested)
     logger.finalize("success")
-    return TrainResult(cfg, run_dir, metrics, best, test_acc, trainer.current_epoch)
+    return TrainResult(cfg, run_dir, metrics, best, tested.get("test_acc"), trainer.current_epoch,
+                       tested)
 
 
 def _count_or_fraction(v: float) -> int | float:

@@ -30,7 +30,7 @@ from textsearch.layout import BEST_CHECKPOINT, LATEST_CHECKPOINT, PROGRESS_FILE,
 from textsearch.summary import finite_number, read_progress
 from textsearch.training import ConfigFile, TrainConfig, TrainResult, device_name, train
 
-REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc")
+REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc", "val_cer", "val_line_acc")
 
 
 def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from textsearch.config import LinesOptions
 from textsearch.data.base import BaseDataModule, DataBundle, DataConfig
 from textsearch.data.emnist import EMNIST
 from textsearch.data.sentences import SentenceGenerator
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 CHAR_SIZE = 28
+_OPTIONS = LinesOptions()  # the defaults, declared once with the other options
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,12 @@ class LinesConfig:
     characters. min_overlap/max_overlap: fraction of a character's width shared with the next.
     """
 
-    max_length: int = 32
-    min_overlap: float = 0.0
-    max_overlap: float = 0.33
-    num_train: int = 10_000
-    num_val: int = 2_000
-    num_test: int = 2_000
+    max_length: int = _OPTIONS.max_length
+    min_overlap: float = _OPTIONS.min_overlap
+    max_overlap: float = _OPTIONS.max_overlap
+    num_train: int = _OPTIONS.num_train_lines
+    num_val: int = _OPTIONS.num_val_lines
+    num_test: int = _OPTIONS.num_test_lines
     seed: int = 42
 
     def validate(self) -> None:
@@ -112,7 +114,7 @@ def generate(config: LinesConfig, char_bundle: DataBundle, num: int, split: str,
     width = CHAR_SIZE * config.max_length
     images = np.zeros((num, CHAR_SIZE, width), dtype=np.uint8)
     labels = np.zeros((num, config.max_length), dtype=np.uint8)
-    for i in tqdm(range(num), desc=f"EMNIST Lines ({split})", leave=False):
+    for i in tqdm(range(num), desc=f"EMNIST Lines ({split})", leave=False, disable=None):
         text = sentences.generate()
         text = "".join(c for c in text if c in inverse)
         overlap = rng.uniform(config.min_overlap, config.max_overlap)
@@ -195,23 +197,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from textsearch import cli
     from textsearch.errors import EXIT_USER_ERROR, UserError
+    from textsearch.train import add_config_flags
 
     prog = "textsearch.data.emnist_lines"
     parser = cli.Parser(prog=prog, description="Generate EMNIST Lines and summarise them.")
-    d = LinesConfig()
-    for name in ("max_length", "num_train", "num_val", "num_test"):
-        parser.add_flag(name, type=cli.positive_int, default=getattr(d, name),
-                        help=f"default {getattr(d, name)}")
-    parser.add_flag("seed", type=cli.nonnegative_int, default=d.seed, help=f"default {d.seed}")
-    for name in ("min_overlap", "max_overlap"):
-        parser.add_flag(name, type=cli.nonnegative_float, default=getattr(d, name),
-                        help=f"share of a character's width (default {getattr(d, name)})")
+    add_config_flags(parser, config_cls=LinesOptions)  # the same flags as textsearch.train's
+    parser.add_flag("seed", type=cli.nonnegative_int, default=LinesConfig.seed,
+                    help=f"seed of the generation (default {LinesConfig.seed})")
     parser.add_flag("batch_size", type=cli.positive_int, default=128,
                     help="examples per batch (default 128)")
     args = vars(parser.parse_args(argv))
     batch_size = args.pop("batch_size")
+    lines = LinesConfig(max_length=args["max_length"], min_overlap=args["min_overlap"],
+                        max_overlap=args["max_overlap"], num_train=args["num_train_lines"],
+                        num_val=args["num_val_lines"], num_test=args["num_test_lines"],
+                        seed=args["seed"])
     try:
-        dm = EMNISTLines(DataConfig(batch_size=batch_size), lines=LinesConfig(**args))
+        dm = EMNISTLines(DataConfig(batch_size=batch_size), lines=lines)
         dm.prepare_data()
         dm.setup()
     except UserError as err:

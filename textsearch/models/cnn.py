@@ -67,6 +67,35 @@ def _halve(size: int) -> int:
     return (size + 1) // 2
 
 
+def conv_blocks(input_dims: tuple[int, ...], c: CNNConfig) -> tuple[nn.Sequential, tuple[int, int, int]]:
+    """``c``'s blocks for ``input_dims`` inputs, and the (channels, height, width) they give.
+
+    Raises :class:`ModelConfigError` for options they cannot be built with.
+    """
+    problem = c.problem()
+    if problem is not None:
+        raise ModelConfigError(problem)
+    channels, height, width = input_dims
+    layers: list[nn.Module] = []
+    in_ch = channels
+    for i in range(1, c.num_blocks + 1):
+        down = i % c.downsample_every == 0
+        if down and min(height, width) < 2:
+            raise ModelConfigError(
+                f"impossible architecture: block {i} of {c.num_blocks} would downsample a "
+                f"{height}x{width} feature map; use fewer blocks or a larger downsample_every"
+            )
+        stride = 2 if down and c.downsample == "stride" else 1
+        block_cls = ResidualBlock if c.block == "residual" else ConvBlock
+        layers.append(block_cls(in_ch, c.conv_dim, stride=stride, batchnorm=c.batchnorm))
+        if down and c.downsample == "maxpool":
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        if down:
+            height, width = _halve(height), _halve(width)
+        in_ch = c.conv_dim
+    return nn.Sequential(*layers), (c.conv_dim, height, width)
+
+
 class CNN(nn.Module):
     """``config``'s blocks on ``input_dims`` images (channels first), then the classifier.
 
@@ -76,31 +105,8 @@ class CNN(nn.Module):
     def __init__(self, input_dims: tuple[int, ...], num_classes: int,
                  config: CNNConfig | None = None):
         super().__init__()
-        c = config or CNNConfig()
-        problem = c.problem()
-        if problem is not None:
-            raise ModelConfigError(problem)
-        self.config = c
-        channels, height, width = input_dims
-        layers: list[nn.Module] = []
-        in_ch = channels
-        for i in range(1, c.num_blocks + 1):
-            down = i % c.downsample_every == 0
-            if down and min(height, width) < 2:
-                raise ModelConfigError(
-                    f"impossible architecture: block {i} of {c.num_blocks} would downsample a "
-                    f"{height}x{width} feature map; use fewer blocks or a larger downsample_every"
-                )
-            stride = 2 if down and c.downsample == "stride" else 1
-            block_cls = ResidualBlock if c.block == "residual" else ConvBlock
-            layers.append(block_cls(in_ch, c.conv_dim, stride=stride, batchnorm=c.batchnorm))
-            if down and c.downsample == "maxpool":
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            if down:
-                height, width = _halve(height), _halve(width)
-            in_ch = c.conv_dim
-        self.features = nn.Sequential(*layers)
-        self.feature_shape = (c.conv_dim, height, width)
+        c = self.config = config or CNNConfig()
+        self.features, self.feature_shape = conv_blocks(input_dims, c)
         self.head = nn.Sequential(
             nn.Dropout(c.dropout),
             nn.Flatten(),
