@@ -47,7 +47,7 @@ def bad_values(command: str, action: argparse.Action, semantic: dict) -> list[li
         return [[f"{flag}=abc"], misuse, [f"{flag}="]]
     if action.type is cli.folder_path:  # wrong type: a URI; out of range: unwritable
         values = ["s3://bucket/runs", semantic[action.dest][1], ""]
-    elif action.type in NUMERIC:
+    elif action.type in NUMERIC or getattr(action.type, "__name__", "").startswith("an integer >="):
         values = ["abc", "-7", ""]
     elif action.type is cli.fraction:
         values = ["abc", "7", ""]
@@ -205,7 +205,9 @@ EXPECTED_FLAGS = {
               "fc2", "fc_dim", "gpus", "limit_train_batches", "limit_val_batches", "lr",
               "max_epochs", "model_class", "name", "no_progress_bar", "num_blocks", "num_workers",
               "one_cycle_max_lr", "overfit_batches", "precision", "runs_dir", "seed",
-              "val_fraction", "weight_decay"},
+              "val_fraction", "weight_decay", "window_width", "window_stride", "max_length",
+              "min_overlap", "max_overlap", "num_train_lines", "num_val_lines",
+              "num_test_lines"},
     "tune": {"address", "cpus_per_trial", "data_fraction", "debug", "fast_dev_run",
              "gpus_per_trial", "grace_period", "limit_train_batches", "list", "max_concurrent",
              "max_epochs", "max_failures", "name", "no_report", "num_samples", "objectives",

@@ -54,6 +54,11 @@ def nonnegative_int(text: str) -> int:
     return _number(int, "an integer >= 0", 0, False)(text)
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An integer type refusing values below ``minimum``."""
+    return _number(int, f"an integer >= {minimum}", minimum, False)
+
+
 def positive_float(text: str) -> float:
     return _number(float, "a positive number", 0, True)(text)
 

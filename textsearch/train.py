@@ -33,7 +33,11 @@ def flag_type(f: dataclasses.Field, typ: type):
     if m["fraction"]:
         return cli.fraction
     if typ is int:
-        return cli.positive_int if m["above"] else cli.nonnegative_int if m["minimum"] == 0 else int
+        if m["above"]:
+            return cli.positive_int
+        if m["minimum"] is None:
+            return int
+        return cli.nonnegative_int if m["minimum"] == 0 else cli.int_at_least(int(m["minimum"]))
     if typ is float:
         return cli.positive_float if m["above"] else cli.nonnegative_float if m["minimum"] == 0 else float
     return cli.nonempty_str
