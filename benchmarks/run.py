@@ -31,9 +31,10 @@ ITEMS = {"data_path": "data_path", "lines": "lines", "startup": "startup", "over
          "plain": "plain",
          "concurrency": "concurrency", "search": "search_efficiency", "tpe_startup": "tpe_startup",
          "accuracy": "accuracy", "warm_start": "warm_start", "fusion": "fusion",
-         "memory_format": "memory_format", "gpu": "gpu"}
+         "memory_format": "memory_format", "gpu": "gpu", "lines_search": "lines_search"}
 # the order of the text sections below the table
-SECTIONS = ["plain", "search", "accuracy", "tpe_startup", "warm_start", "fusion", "memory_format", "gpu"]
+SECTIONS = ["plain", "search", "accuracy", "lines_search", "tpe_startup", "warm_start", "fusion",
+            "memory_format", "gpu"]
 
 
 def item_module(item: str):

@@ -117,7 +117,7 @@ def test_flags_and_pin_checks_come_from_the_config_options():
             assert list(actions[f.name].choices) == f.metadata["choices"]
     smoke = spaces.load("smoke")
     for pin, message in (("max_epochs=0", "max_epochs must be > 0"),
-                         ("precision=8", "precision must be one of 32, 16-mixed, bf16-mixed"),
+                         ("precision=8", "precision must be one of auto, 32, 16-mixed, bf16-mixed"),
                          ("data_fraction=2", "data_fraction must be a fraction in (0, 1]")):
         with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")
                            .replace("[", r"\[").replace("]", r"\]")):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
@@ -212,3 +214,42 @@ def test_real_emnist_sample_beats_chance_by_far(shared_root, monkeypatch, tmp_pa
     result = train(cfg, tmp_path / "real", enable_progress_bar=False)
     # 62 balanced classes: chance is under 2%
     assert result.test_acc > 0.4, result.metrics
+
+
+FLAGS_WITH = "processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n"
+FLAGS_AMX = "flags\t\t: fpu avx512f amx_tile amx_bf16\n"
+FLAGS_WITHOUT = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    from textsearch.training import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16(FLAGS_WITH) and cpu_has_native_bf16(FLAGS_AMX)
+    assert not cpu_has_native_bf16(FLAGS_WITHOUT) and not cpu_has_native_bf16("")
+
+
+def test_auto_precision_is_what_lightning_runs_and_what_is_recorded(tmp_path):
+    """--precision auto: Lightning is given bf16-mixed on a CPU with native bf16 (this
+    machine's flags, as lscpu lists them), 32 elsewhere; config.json, the checkpoint's config
+    and the HParams record what Lightning ran, not 'auto'."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from tests.conftest import cpu_auto_precision
+    from textsearch.training import ConfigFile, model_from_checkpoint
+
+    expected = cpu_auto_precision()
+    spy = Spy()
+    cfg = tiny(precision="auto", limit_train_batches=2, limit_val_batches=1)
+    result = train(cfg, tmp_path / "run", enable_progress_bar=False,
+                   callbacks=[spy, ConfigFile(cfg, tmp_path / "run")])
+    assert spy.seen["precision"] == ("32-true" if expected == "32" else expected)
+    assert result.precision == expected
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == expected
+    ran, _ = model_from_checkpoint(result.best_checkpoint)
+    assert ran.precision == expected
+    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    ea.Reload()
+    content = ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hp = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hp["precision"].string_value == expected

@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import run_main
+from tests.conftest import cpu_auto_precision, run_main
 from textsearch.tune import main as tune_main
 
 SPACES = Path(__file__).parent / "spaces"
@@ -103,8 +103,12 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
             assert ot.state == TrialState.PRUNED
         else:
             assert ot.state == TrialState.COMPLETE and ot.value == pytest.approx(per_epoch[3])
-        # every report says where the trial trained
+        # every report says where the trial trained, and in which precision Lightning ran it
+        # (the default, auto, resolved for this machine's CPU)
         assert all(r["device"] == "cpu" and float(r["gpu_mem_peak_mb"]) == 0.0 for r in rows)
+        assert {r["precision"] for r in rows} == {cpu_auto_precision()}
+        assert ot.user_attrs["precision"] == cpu_auto_precision()
+    assert best["precision"] == best["config"]["precision"] == cpu_auto_precision()
 
     # TensorBoard: every trial's events hold its hparams and per-epoch val_acc
     for t in trials:

@@ -20,7 +20,9 @@ from textsearch.options import option, subset
 MODEL_NAMES = ("MLP", "CNN", "LineCNN")  # built by textsearch.training.make_model
 LINE_MODELS = ("LineCNN",)  # models that read whole lines (EMNISTLines), trained with CTC
 DATA_NAMES = ("EMNIST", "MNIST", "EMNISTLines")  # textsearch.data.DATA_CLASSES
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
+# auto: bf16-mixed where the device computes bf16 natively (a CUDA GPU of compute capability
+# 8.0 or more, a CPU with AVX512-BF16 or AMX), else 32 (textsearch.training.resolve_precision)
 
 # What a trial reports each epoch that a search may optimise, and which way is better.
 OBJECTIVE_METRICS = {
@@ -203,7 +205,9 @@ class HardwareOptions:
 
     gpus: float = option(0.0, "GPUs to train on (0: CPU; a search trial may hold a share of one)",
                          minimum=0)
-    precision: str = option("32", "Lightning precision (16-mixed needs a GPU)", choices=PRECISIONS)
+    precision: str = option("auto", "Lightning precision; auto: bf16-mixed where the device has "
+                            "native bf16 (CUDA compute capability >= 8.0, a CPU with AVX512-BF16 "
+                            "or AMX), else 32 (16-mixed needs a GPU)", choices=PRECISIONS)
     num_workers: int = option(0, "DataLoader worker processes (0: load in the main process)",
                               minimum=0)
 

@@ -76,7 +76,10 @@ def render(data: SearchData, images: dict[str, bytes]) -> str:
         label, value = headline_test(s)
         test = f"{value:.4f}" if value is not None else "n/a"
         parts.append(f"<p>Trial <code>{best['trial_id']}</code>: {s['metric']} = "
-                     f"<b>{best[s['metric']]:.4f}</b>, {label.lower()} of its best checkpoint = "
+                     f"<b>{best[s['metric']]:.4f}</b>"
+                     + (f" (trained in precision <code>{html.escape(best['precision'])}</code>)"
+                        if best.get("precision") else "")
+                     + f", {label.lower()} of its best checkpoint = "
                      f"<b>{test}</b>.</p><pre>{html.escape(json.dumps(best['config'], indent=1, sort_keys=True))}</pre>")
     else:
         parts.append("<p>No trial reported the metric.</p>")

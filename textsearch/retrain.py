@@ -114,7 +114,8 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
     info = {
         "search": search_dir.resolve().name,
         "trial_id": trial["trial_id"],
-        "config": cfg.to_dict(),
+        "config": {**cfg.to_dict(), "precision": result.precision},  # auto resolved
+        "precision": result.precision,  # what training ran in; model.pt itself is float32
         "metrics": {**{k: v for k, v in result.metrics.items()}, "retrain_s": time.time() - started,
                     "search_" + summary["metric"]: trial.get(f"best_{summary['metric']}")},
         "epochs": cfg.max_epochs,

@@ -117,6 +117,7 @@ def trial_rows(search_dir: Path, settings, study) -> list[dict[str, Any]]:
             f"last_{settings.metric}": values[-1] if values else None,
             "objectives": {m: finite_number(last.get(m)) for m, _ in settings.objective_list},
             "stopped_at_epoch": len(progress) if state == "stopped_early" else None,
+            "precision": last.get("precision") or None,  # what Lightning ran (auto resolved)
             "error": (t.user_attrs.get("error") or failure.get("error")
                       if state == "errored" else None),
             "config": dict(t.user_attrs.get(CONFIG_ATTR) or t.params),
@@ -158,10 +159,12 @@ def summarize(search_dir: Path) -> dict[str, Any]:
         fresh = tested.get("epoch") == best["best_epoch"]
         best_info = {
             "trial_id": best["trial_id"],
-            "config": {**settings.fixed, **best["config"]},
+            "config": {**settings.fixed, **best["config"],  # precision: what Lightning ran
+                       **({"precision": best["precision"]} if best["precision"] else {})},
             "params": best["config"],
             settings.metric: best[f"best_{settings.metric}"],
             "epoch": best["best_epoch"],
+            "precision": best["precision"],
             **{name: tested.get(name) if fresh else None for name in test_names(settings)},
             "checkpoint": f"{best['path']}/{BEST_CHECKPOINT}" if checkpoint.is_file() else None,
         }
@@ -257,6 +260,7 @@ def trials_table(summary: dict[str, Any]) -> pd.DataFrame:
         rec = {"trial_id": t["trial_id"], "status": t["status"], "epochs": t["epochs"],
                f"best_{metric}": t[f"best_{metric}"], "stopped_at_epoch": t["stopped_at_epoch"]}
         rec.update(t["config"])
+        rec["precision"] = t.get("precision")
         rec["error"] = t["error"]
         records.append(rec)
     df = pd.DataFrame.from_records(records)
@@ -293,7 +297,9 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
         lines.append(f"No trial reported {metric}.")
     else:
         lines.append(f"Best trial: {best['trial_id']}  {metric} = {best[metric]:.4f}")
-        lines.append("Best config: " + json.dumps(best["params"], sort_keys=True))
+        lines.append("Best config: " + json.dumps(best["params"], sort_keys=True)
+                     + (f" (trained in precision {best['precision']})"
+                        if best.get("precision") else ""))
         label, test = headline_test(summary)
         lines.append(f"{label} of the best checkpoint: "
                      f"{test:.4f}" if test is not None else f"{label}: n/a")

@@ -51,6 +51,7 @@ class TrainResult:
     test_acc: float | None  # character models; line models score the test split by CER
     epochs: int
     test_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    precision: str = ""  # what Lightning's Trainer ran in (``auto`` resolved)
 
 
 def make_datamodule(cfg: TrainConfig, bundle: DataBundle | None = None) -> BaseDataModule:
@@ -181,6 +182,43 @@ def accelerator_for(gpus: float) -> tuple[str, int | str]:
     return "gpu", int(gpus)
 
 
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from the CPU's own
+    flags in ``/proc/cpuinfo`` (``cpuinfo``: that file's text; elsewhere than Linux: False)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags")
+             for f in line.partition(":")[2].split()}
+    return any(f in flags for f in CPU_BF16_FLAGS)
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """Lightning's precision for ``precision`` on ``accelerator`` ('cpu' or 'gpu').
+
+    ``auto``: ``bf16-mixed`` where the device has native bf16 (a CUDA device of compute
+    capability 8.0 or more: Ampere and newer; a CPU with AVX512-BF16 or AMX), else ``32``.
+    Any other value is Lightning's as given.
+    """
+    if precision != "auto":
+        return precision
+    if accelerator == "gpu":
+        return "bf16-mixed" if torch.cuda.get_device_capability() >= (8, 0) else "32"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32"
+
+
+def trainer_precision(trainer: pl.Trainer) -> str:
+    """The precision Lightning's Trainer runs in, named as ``--precision`` names it
+    (Lightning's ``32-true`` is ``32``)."""
+    held = str(trainer.precision)
+    return "32" if held == "32-true" else held
+
+
 def device_name(trainer: pl.Trainer) -> str:
     """The device a run trains on, as torch names it (``cuda:0``, ``cpu``)."""
     return str(trainer.strategy.root_device)
@@ -227,6 +265,7 @@ def train(
     """
     cfg.validate()
     accelerator, devices = accelerator_for(cfg.gpus)
+    precision = resolve_precision(cfg.precision, accelerator)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = make_datamodule(cfg, bundle)
     if bundle is None:
@@ -238,7 +277,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard",
                                default_hp_metric=False)
-    log_hparams(logger, cfg, LINE_HPARAM_METRICS if cfg.reads_lines else HPARAM_METRICS)
+    hparam_metrics = LINE_HPARAM_METRICS if cfg.reads_lines else HPARAM_METRICS
     all_callbacks = list(callbacks or [])
     checkpoint_cb = None
     if enable_checkpointing and not cfg.fast_dev_run:
@@ -260,7 +299,7 @@ def train(
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=devices,
-        precision=cfg.precision,
+        precision=precision,
         max_epochs=cfg.max_epochs,
         logger=logger,
         callbacks=all_callbacks,
@@ -275,6 +314,10 @@ def train(
         deterministic=False,
         default_root_dir=str(run_dir),
     )
+    # What Lightning really runs in (auto resolved), in the HParams and the checkpoints' config
+    ran = dataclasses.replace(cfg, precision=trainer_precision(trainer))
+    log_hparams(logger, ran, hparam_metrics)
+    lit.run_config = ran.to_dict()
     trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     best = checkpoint_cb.best_model_path if checkpoint_cb and checkpoint_cb.best_model_path else None
@@ -287,7 +330,7 @@ def train(
         metrics.update(tested)
     logger.finalize("success")
     return TrainResult(cfg, run_dir, metrics, best, tested.get("test_acc"), trainer.current_epoch,
-                       tested)
+                       tested, trainer_precision(trainer))
 
 
 def _count_or_fraction(v: float) -> int | float:
@@ -307,9 +350,9 @@ def evaluate_checkpoint(checkpoint: str | Path, bundle: DataBundle | None = None
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     cfg, lit = model_from_checkpoint(checkpoint)
     gpus = min(gpus, 1)
-    precision = "32" if not gpus and cfg.precision == "16-mixed" else cfg.precision
-    cfg = dataclasses.replace(cfg, gpus=gpus, precision=precision)
     accelerator, devices = accelerator_for(gpus)
+    precision = "32" if not gpus and cfg.precision == "16-mixed" else cfg.precision
+    cfg = dataclasses.replace(cfg, gpus=gpus, precision=resolve_precision(precision, accelerator))
     dm = make_datamodule(cfg, bundle)
     saved, data = lit.data_info, data_info(dm.get_bundle())
     if (saved["input_dims"], saved["num_classes"]) != (data["input_dims"], data["num_classes"]):
@@ -337,5 +380,6 @@ class ConfigFile(Callback):
         self.cfg, self.path = cfg, Path(run_dir) / CONFIG_FILE
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
-            self.path.write_text(json.dumps(self.cfg.to_dict(), indent=1) + "\n")
+        if trainer.is_global_zero:  # the precision Lightning runs in (``auto`` resolved)
+            ran = {**self.cfg.to_dict(), "precision": trainer_precision(trainer)}
+            self.path.write_text(json.dumps(ran, indent=1) + "\n")

@@ -28,7 +28,14 @@ from textsearch.data.util import atomic_path
 from textsearch.errors import TrialGPUError
 from textsearch.layout import BEST_CHECKPOINT, LATEST_CHECKPOINT, PROGRESS_FILE, TEST_METRICS
 from textsearch.summary import finite_number, read_progress
-from textsearch.training import ConfigFile, TrainConfig, TrainResult, device_name, train
+from textsearch.training import (
+    ConfigFile,
+    TrainConfig,
+    TrainResult,
+    device_name,
+    train,
+    trainer_precision,
+)
 
 REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc", "val_cer", "val_line_acc")
 
@@ -45,6 +52,7 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
     metrics["pid"] = os.getpid()  # the process that trained it (a reused one runs many trials)
     device = device_name(trainer)
     metrics["device"] = device
+    metrics["precision"] = trainer_precision(trainer)  # what Lightning runs in, auto resolved
     metrics["gpu_mem_peak_mb"] = (torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
                                   if device.startswith("cuda") else 0.0)
     if dm is not None and dm.bundle is not None:

@@ -46,7 +46,7 @@ def build_parser() -> cli.Parser:
     g.add_argument("--reduction_factor", "--reduction-factor", type=cli.positive_float, help="ASHA: keep the best 1/reduction_factor per rung (> 1)")
     g.add_argument("--max_concurrent", "--max-concurrent", type=cli.nonnegative_int, help="trials at once (0: as resources allow)")
     g.add_argument("--gpus_per_trial", "--gpus-per-trial", type=cli.nonnegative_float, help="GPUs per trial, fractions allowed (default: 0 without GPUs, else 0.25)")
-    g.add_argument("--precision", choices=PRECISIONS, help="Lightning precision of every trial (default 32; 16-mixed needs a GPU)")
+    g.add_argument("--precision", choices=PRECISIONS, help="Lightning precision of every trial (default auto: bf16-mixed where the device has native bf16, else 32; 16-mixed needs a GPU)")
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
     g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
     g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE or random search")
