@@ -57,6 +57,8 @@ class Mode:
     fixed_epochs: int = 2  # and epochs each
     fusion_k: int = 3  # fusing trials: models fused into one,
     fusion_seconds: float = 6.0  # and seconds of training steps per measurement
+    precision_epochs: int = 2  # precision parity: epochs of each run,
+    precision_fraction: float = 0.15  # on this share of the training split
     lines_budget_s: float = 1800  # lines search: wall-clock budget,
     lines_epochs: int = 6  # max epochs per trial,
     lines_fraction: float = 1.0  # share of the training lines,
@@ -71,7 +73,7 @@ QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurr
              tpe_seeds=1, tpe_fraction=0.01, gpu_fraction=0.05,
              gpu_epochs=1, plain_samples=2, plain_epochs=1, plain_fraction=0.01,
              fixed_samples=2, fixed_epochs=1, fusion_seconds=1.0, lines_budget_s=60,
-             lines_epochs=1, lines_fraction=0.05, lines_retrain_epochs=1,
+             precision_epochs=1, precision_fraction=0.01, lines_epochs=1, lines_fraction=0.05, lines_retrain_epochs=1,
              lines_retrain_budget_s=30)
 FULL = Mode("full", reps=3, loader_batches=300, overhead_fraction=0.15, concurrency_fraction=0.15,
             seeds=3, search_samples=10, search_epochs=4, search_fraction=0.05,

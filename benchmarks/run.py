@@ -31,10 +31,11 @@ ITEMS = {"data_path": "data_path", "lines": "lines", "startup": "startup", "over
          "plain": "plain",
          "concurrency": "concurrency", "search": "search_efficiency", "tpe_startup": "tpe_startup",
          "accuracy": "accuracy", "warm_start": "warm_start", "fusion": "fusion",
-         "memory_format": "memory_format", "gpu": "gpu", "lines_search": "lines_search"}
+         "memory_format": "memory_format", "gpu": "gpu", "lines_search": "lines_search",
+         "precision": "precision"}
 # the order of the text sections below the table
 SECTIONS = ["plain", "search", "accuracy", "lines_search", "tpe_startup", "warm_start", "fusion",
-            "memory_format", "gpu"]
+            "memory_format", "precision", "gpu"]
 
 
 def item_module(item: str):

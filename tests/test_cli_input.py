@@ -33,7 +33,7 @@ BOOLEAN = (argparse.BooleanOptionalAction, argparse._StoreTrueAction)
 MISUSE = {
     "train": {"batchnorm": ["--model_class", "MLP"], "balance": ["--data_class", "MNIST"]},
     "tune": {"debug": ["--address", "auto"], "resume": ["--warm_start", "/tmp"],
-             "list": ["--resume"], "no_report": ["--debug"]},
+             "list": ["--resume"], "no_report": ["--debug"], "verbose": ["--debug"]},
 }
 NO_MISUSE = {"no_progress_bar", "no_progress"}  # output switches: every combination is valid
 
@@ -213,7 +213,7 @@ EXPECTED_FLAGS = {
              "max_epochs", "max_failures", "name", "no_report", "num_samples", "objectives",
              "overfit_batches", "precision", "reduction_factor", "results_dir", "resume",
              "scheduler", "searcher", "seed", "set", "space", "startup_trials", "time_budget_s",
-             "warm_start"},
+             "warm_start", "verbose", "live_interval_s"},
     "retrain": {"data_fraction", "gpus", "max_epochs", "no_progress", "seed", "trial"},
     "predict": {"top"},
     "dashboard": {"port"},

@@ -35,6 +35,7 @@ REPORT_FILE = "report.html"
 LOCK_FILE = ".search.lock"
 TRIAL_PREFIX = "trial_"
 SPACE_COPY = "space.py"  # the space file as it was when the search started
+LIVE_FILE = "live.json"  # in a running trial's folder: where in its epoch it is (textsearch.live)
 PROGRESS_FILE = "progress.csv"  # in a trial's folder: one row per reported epoch
 LATEST_CHECKPOINT = "latest.ckpt"  # in a trial's folder: its last reported epoch
 BEST_CHECKPOINT = "best.ckpt"  # its best epoch by the search's metric (a hard link)

@@ -359,9 +359,15 @@ def disk_full_error(settings: SearchSettings) -> UserError:
         f"{settings.results_dir} --resume")
 
 
-def run_config(settings: SearchSettings, guard):
+def run_config(settings: SearchSettings, guard, verbose: bool = False):
+    """Tune's run settings.  ``verbose``: Ray's own trial table every 30 s, beside the live
+    view (otherwise Tune prints nothing of its own)."""
     from ray import tune
 
+    reporter = tune.CLIReporter(
+        metric_columns=["epoch", settings.metric, "val_loss", "train_samples_per_s"],
+        # not sort_by_metric: Ray's sort fails on trials that ended without a result
+        max_report_frequency=30, metric=settings.metric, mode=settings.mode) if verbose else None
     return tune.RunConfig(
         name=settings.name,
         storage_path=str(Path(settings.results_dir).resolve()),
@@ -370,11 +376,8 @@ def run_config(settings: SearchSettings, guard):
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         callbacks=[guard],
         stop=guard,
-        progress_reporter=tune.CLIReporter(
-            metric_columns=["epoch", settings.metric, "val_loss", "train_samples_per_s"],
-            # not sort_by_metric: Ray's sort fails on trials that ended without a result
-            max_report_frequency=30, metric=settings.metric, mode=settings.mode),
-        verbose=1,
+        progress_reporter=reporter,
+        verbose=1 if verbose else 0,
     )
 
 
@@ -389,7 +392,8 @@ def prepare_data(settings: SearchSettings):
 
 
 def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = False,
-               address: str | None = None) -> dict[str, Any]:
+               address: str | None = None, verbose: bool = False,
+               live_interval_s: float | None = None, live: bool = True) -> dict[str, Any]:
     """Run (or resume) a search to its end and write its summary; returns the summary.
 
     Every run is a new Ray Tune run on the search folder: the searcher rebuilt from the
@@ -442,10 +446,17 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
             reuse_actors=True,
             trial_dirname_creator=lambda t: trial_dir_name(searcher.number_of(t.trial_id)),
         ),
-        run_config=run_config(settings, guard),
+        run_config=run_config(settings, guard, verbose),
     )
+    from textsearch.live import LiveView
+
+    view = LiveView(settings.search_dir, searcher, settings, interval_s=live_interval_s)
     try:
-        tuner.fit()
+        if live:
+            with view:
+                tuner.fit()
+        else:
+            tuner.fit()
     except Exception as err:
         if disk_is_full(settings.search_dir, err):
             raise disk_full_error(settings) from None

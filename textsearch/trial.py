@@ -304,6 +304,10 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
         torch.set_num_threads(cpu_threads)
     reporter = (TuneReportCallback(run_dir, metric, mode, resumed) if in_tune
                 else PrintReportCallback())
+    if in_tune:  # the driver's live view reads where in its epoch the trial is
+        from textsearch.live import LiveProgress
+
+        callbacks = [LiveProgress(run_dir), *(callbacks or [])]
     # In Tune, the checkpoints are the reporter's (latest.ckpt and best.ckpt).
     result = train(cfg, run_dir, bundle=bundle,
                    callbacks=[reporter, ConfigFile(cfg, run_dir), *(callbacks or [])],

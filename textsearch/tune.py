@@ -31,7 +31,7 @@ EXIT_INTERRUPTED = 130
 # Flags that shape a search and that a --debug run (one trial, no Ray) would ignore.
 SEARCH_ONLY = ("resume", "address", "warm_start", "no_report", "num_samples", "grace_period",
                "reduction_factor", "max_concurrent", "startup_trials", "time_budget_s",
-               "objectives")
+               "objectives", "verbose", "live_interval_s")
 
 
 def build_parser() -> cli.Parser:
@@ -62,6 +62,8 @@ def build_parser() -> cli.Parser:
     g.add_argument("--address", type=cli.nonempty_str, help="an existing Ray cluster: 'auto', 'host:port' or 'ray://host:port'")
     g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest of --space); with a larger --num_samples, run more trials")
     g.add_argument("--no_report", "--no-report", action="store_true", help="do not write report.html at the end")
+    g.add_argument("--verbose", action="store_true", help="also print Ray Tune's own trial table every 30 s")
+    g.add_argument("--live_interval_s", "--live-interval-s", type=cli.positive_float, help="seconds between live-view updates (default: 1 on a terminal, else 10)")
     d = p.add_argument_group("single-trial debug run")
     d.add_argument("--debug", action="store_true", help="run one trial in this process, without Ray")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pin a parameter (repeatable)")
@@ -199,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"live view: python -m textsearch.dashboard {settings.search_dir}", flush=True)
     try:
         with search_lock(settings.search_dir):
-            summary = run_search(settings, space, resume=args.resume, address=args.address)
+            summary = run_search(settings, space, resume=args.resume, address=args.address,
+                                 verbose=args.verbose, live_interval_s=args.live_interval_s)
     except BaseException:
         # A search that failed before it started (no search.json) leaves no folder behind.
         if new_dir and not (settings.search_dir / SETTINGS_FILE).exists():
