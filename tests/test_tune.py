@@ -263,3 +263,20 @@ def test_trials_take_over_a_finished_trials_process(tmp_path, capsys):
     assert len(pids) == 1
     spans.sort()
     assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))
+
+
+def test_the_best_is_tested_while_the_last_trial_still_trains(tmp_path, capsys):
+    """Once no trial is left to start, the best checkpoint so far is tested on the freed
+    core: trial 0's test.json is written before slow trial 1 has ended, and the summary's
+    test accuracy is that evaluation of the final best."""
+    summary = run_search_cli(tmp_path, capsys, "tail.py", "t", "--gpus_per_trial", "0",
+                             "--max_concurrent", "2", "--scheduler", "fifo")
+    search = tmp_path / "t"
+    best = summary["best"]
+    assert best["trial_id"] == "0000"
+    tested = json.loads((search / "trial_0000" / "test.json").read_text())
+    assert tested["epoch"] == best["epoch"] and tested["test_acc"] == best["test_acc"]
+    slow = list(csv.DictReader((search / "trial_0001" / "progress.csv").open()))
+    assert len(slow) == 3
+    written = (search / "trial_0000" / "test.json").stat().st_mtime
+    assert written < float(slow[-1]["timestamp"]), (written, slow[-1]["timestamp"])

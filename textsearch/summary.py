@@ -242,7 +242,10 @@ def evaluate_best(search_dir: Path, bundle=None) -> float | None:
     metrics = evaluate_checkpoint(Path(search_dir) / best["checkpoint"], bundle,
                                   gpus=1 if torch.cuda.is_available() else 0)
     folder = Path(search_dir) / Path(best["checkpoint"]).parent
-    (folder / TEST_METRICS).write_text(json.dumps({"epoch": best["epoch"], **metrics}))
+    from textsearch.data.util import atomic_path
+
+    with atomic_path(folder / TEST_METRICS) as tmp:  # read whole or not at all
+        tmp.write_text(json.dumps({"epoch": best["epoch"], **metrics}))
     return metrics.get("test_cer", metrics.get("test_acc"))
 
 
