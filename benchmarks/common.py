@@ -98,6 +98,26 @@ def samples_per_s(step, samples_per_step: int, seconds: float) -> float:
     return n * samples_per_step / (time.perf_counter() - start)
 
 
+def compare_rates(configs: list[dict], rate, names: tuple[str, str], reps: int,
+                  seconds: float) -> list[dict]:
+    """For each config, ``rate(config, arm, seconds)`` of two arms (False, then True),
+    alternating ``reps`` times, on one thread: both arms' stats and the second / first ratio."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = []
+    try:
+        for config in configs:
+            first, second = [], []
+            for _ in range(reps):
+                first.append(rate(config, False, seconds))
+                second.append(rate(config, True, seconds))
+            out.append({"config": config, names[0]: stats(first), names[1]: stats(second),
+                        "ratio": stats([b / a for a, b in zip(first, second)])})
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 def per_seed_fmt(values: list[float | None], digits: int = 0) -> str:
     """Each seed's value in seed order; "never" where the arm did not get there."""
     return ", ".join("never" if v is None else f"{v:.{digits}f}" for v in values)

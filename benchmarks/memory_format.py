@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Mode, fmt, samples_per_s, stats
+from benchmarks.common import Mode, compare_rates, fmt, samples_per_s
 from benchmarks.spaces.fixed_cnn import CONFIGS
 from textsearch.training import TrainConfig, make_model
 
@@ -38,20 +38,9 @@ def train_rate(config: dict, channels_last: bool, seconds: float) -> float:
 
 
 def run(mode: Mode, results: Path | None) -> dict:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = []
-    try:
-        for config in CONFIGS[: mode.fixed_samples]:
-            nchw, nhwc = [], []
-            for _ in range(mode.reps):
-                nchw.append(train_rate(config, False, mode.fusion_seconds / 2))
-                nhwc.append(train_rate(config, True, mode.fusion_seconds / 2))
-            out.append({"config": config, "nchw": stats(nchw), "channels_last": stats(nhwc),
-                        "ratio": stats([b / a for a, b in zip(nchw, nhwc)])})
-    finally:
-        torch.set_num_threads(before)
-    return {"configs": out}
+    return {"configs": compare_rates(CONFIGS[: mode.fixed_samples], train_rate,
+                                     ("nchw", "channels_last"), mode.reps,
+                                     mode.fusion_seconds / 2)}
 
 
 def rows(r: dict) -> list[str]:

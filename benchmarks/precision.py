@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Mode, fmt, samples_per_s, stats
+from benchmarks.common import Mode, compare_rates, fmt, samples_per_s
 from benchmarks.spaces.fixed_cnn import CONFIGS
 from textsearch.training import TrainConfig, make_model, train
 
@@ -63,19 +63,8 @@ def accuracy_runs(mode: Mode, results: Path) -> list[dict]:
 
 
 def run(mode: Mode, results: Path) -> dict:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    speed = []
-    try:
-        for config in CONFIGS[: mode.fixed_samples]:
-            fp32, bf16 = [], []
-            for _ in range(mode.reps):
-                fp32.append(train_rate(config, False, mode.fusion_seconds / 2))
-                bf16.append(train_rate(config, True, mode.fusion_seconds / 2))
-            speed.append({"config": config, "fp32": stats(fp32), "bf16": stats(bf16),
-                          "ratio": stats([b / a for a, b in zip(fp32, bf16)])})
-    finally:
-        torch.set_num_threads(before)
+    speed = compare_rates(CONFIGS[: mode.fixed_samples], train_rate, ("fp32", "bf16"),
+                          mode.reps, mode.fusion_seconds / 2)
     runs = accuracy_runs(mode, results)
     diffs = {}
     for metric in ("val_acc", "test_acc"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
+
 from benchmarks import accuracy, data_path, gpu, lines, run, search_efficiency, tpe_startup
 from benchmarks.common import FULL, QUICK, settings_for
 
@@ -196,3 +198,25 @@ def test_memory_format_item_compares_both_formats():
     (c,) = res["configs"]
     assert c["nchw"]["median"] > 0 and c["channels_last"]["median"] > 0
     assert "channels_last / NCHW" in "\n".join(memory_format.rows(res))
+
+
+def test_precision_item_trains_each_config_in_both_precisions(tmp_path):
+    from benchmarks import precision
+
+    mode = dataclasses.replace(QUICK, reps=1, fixed_samples=1, fusion_seconds=0.4,
+                               precision_epochs=1, precision_fraction=1.0)
+    res = precision.run(mode, tmp_path)
+    assert len(res["speed"]) == 1 and res["speed"][0]["ratio"]["median"] > 0
+    runs = res["runs"]  # what Lightning ran, from each run's trainer
+    pairs = precision.ACCURACY_CONFIGS * len(precision.SEEDS)
+    assert sorted(r["precision"] for r in runs) == ["32"] * pairs + ["bf16-mixed"] * pairs
+    # the medians, by hand from the runs
+    for metric in ("val_acc", "test_acc"):
+        by_pair = {}
+        for r in runs:
+            by_pair.setdefault((r["config"], r["seed"]), {})[r["precision"]] = r[metric]
+        diffs = sorted(100 * (p["bf16-mixed"] - p["32"]) for p in by_pair.values())
+        assert res["median_diff_points"][metric] == pytest.approx(
+            (diffs[2] + diffs[3]) / 2)  # six pairs
+    table = "\n".join(precision.rows(res) + precision.section(res))
+    assert "bf16 / fp32 training samples/s" in table and "accuracy parity" in table
