@@ -180,6 +180,8 @@ def test_line_search_retrain_and_predict(real_lines, tmp_path, capsys):
     printed = capsys.readouterr().out.rstrip("\n")
     assert code == 0 and printed.startswith(f"{png}: ") and "\n" not in printed
     read = printed.removeprefix(f"{png}: ")
+    code, err = run_main(predict_main, [str(out), str(png), "--top", "2"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--top 2" in err
 
     # the same array through the TorchScript file alone, decoded by hand
     from PIL import Image
