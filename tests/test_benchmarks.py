@@ -38,8 +38,8 @@ def test_search_and_accuracy_items_run_end_to_end(tmp_path):
     """Three real tiny searches per seed and a time-boxed search + retraining, on synthetic EMNIST."""
     mode = dataclasses.replace(
         QUICK, seeds=1, search_samples=2, search_epochs=2, search_fraction=1.0, startup_trials=1,
-        accuracy_budget_s=60, accuracy_fraction=1.0, accuracy_epochs=1, retrain_epochs=2,
-        retrain_budget_s=30, retrain_fraction=1.0)
+        accuracy_budget_s=40, accuracy_fraction=1.0, accuracy_epochs=1, retrain_epochs=2,
+        retrain_budget_s=15, retrain_fraction=1.0)
     res = {"search": search_efficiency.run(mode, tmp_path / "work", plots=tmp_path),
            "accuracy": accuracy.run(mode, tmp_path / "work")}
     assert (tmp_path / "search_efficiency_quick.png").stat().st_size > 0
