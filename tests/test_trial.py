@@ -128,7 +128,7 @@ def test_trials_train_on_their_gpu_share(tmp_path, capsys):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "32"])
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "32", "auto"])
 def test_training_on_the_gpu_with_each_precision(tmp_path, precision):
     from tests.test_training import Spy, tiny
     from textsearch.training import train
@@ -136,5 +136,12 @@ def test_training_on_the_gpu_with_each_precision(tmp_path, precision):
     spy = Spy()
     result = train(tiny(gpus=1, precision=precision, max_epochs=2), tmp_path / "run",
                    enable_progress_bar=False, callbacks=[spy])
-    assert spy.seen["device"] == "cuda:0" and spy.seen["precision"] == precision
+    # Lightning's names; auto: bf16-mixed from compute capability 8.0 (Ampere) on
+    import torch
+
+    native = torch.cuda.get_device_capability() >= (8, 0)
+    expected = {"32": "32-true", "auto": "bf16-mixed" if native else "32-true"}.get(precision,
+                                                                                   precision)
+    assert spy.seen["device"] == "cuda:0" and spy.seen["precision"] == expected
+    assert result.precision == expected.removesuffix("-true")
     assert result.test_acc > 0.3
