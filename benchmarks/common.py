@@ -59,11 +59,11 @@ class Mode:
     fusion_seconds: float = 6.0  # and seconds of training steps per measurement
     precision_epochs: int = 2  # precision parity: epochs of each run,
     precision_fraction: float = 0.15  # on this share of the training split
-    lines_budget_s: float = 1800  # lines search: wall-clock budget,
+    lines_budget_s: float = 1200  # lines search: wall-clock budget,
     lines_epochs: int = 6  # max epochs per trial,
     lines_fraction: float = 1.0  # share of the training lines,
     lines_retrain_epochs: int = 15  # then at most this many epochs for the best,
-    lines_retrain_budget_s: float = 900  # fitting in this many seconds at its measured rate
+    lines_retrain_budget_s: float = 600  # fitting in this many seconds at its measured rate
 
 
 QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurrency_fraction=0.02,
@@ -72,9 +72,9 @@ QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurr
              retrain_budget_s=30, retrain_fraction=0.02, startup_trials=2, tpe_trials=4,
              tpe_seeds=1, tpe_fraction=0.01, gpu_fraction=0.05,
              gpu_epochs=1, plain_samples=2, plain_epochs=1, plain_fraction=0.01,
-             fixed_samples=2, fixed_epochs=1, fusion_seconds=1.0, lines_budget_s=60,
-             precision_epochs=1, precision_fraction=0.01, lines_epochs=1, lines_fraction=0.05, lines_retrain_epochs=1,
-             lines_retrain_budget_s=30)
+             fixed_samples=2, fixed_epochs=1, fusion_seconds=1.0, precision_epochs=1,
+             precision_fraction=0.01, lines_budget_s=60, lines_epochs=1, lines_fraction=0.05,
+             lines_retrain_epochs=1, lines_retrain_budget_s=30)
 FULL = Mode("full", reps=3, loader_batches=300, overhead_fraction=0.15, concurrency_fraction=0.15,
             seeds=3, search_samples=10, search_epochs=4, search_fraction=0.05,
             accuracy_budget_s=1800, accuracy_fraction=0.1, accuracy_epochs=6, retrain_epochs=20,
