@@ -125,7 +125,10 @@ def run_cli(module: str, *args: str, env: dict | None = None, timeout: float = 6
 def cpu_auto_precision() -> str:
     """What ``--precision auto`` must give on this machine's CPU, from the flags lscpu lists:
     bf16-mixed with AVX512-BF16 or AMX, else 32."""
-    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.split()
+    try:
+        flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.split()
+    except FileNotFoundError:  # no lscpu: the kernel's own list
+        flags = Path("/proc/cpuinfo").read_text().split()
     return "bf16-mixed" if {"avx512_bf16", "amx_bf16"} & set(flags) else "32"
 
 

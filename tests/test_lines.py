@@ -16,7 +16,7 @@ from tests.conftest import SHARED_DATA, run_main, skip_or_fail
 from textsearch.models.ctc import BLANK, ctc_targets, greedy_decode, label_tokens, min_steps
 
 SPACES = Path(__file__).parent / "spaces"
-A, B, C = 10, 11, 12  # token indices of three characters ('0', '1', '2' in the mapping)
+A, B, C = 10, 11, 12  # token indices of three characters (in the test's mapping: '6', '7', '8')
 
 
 def scores_for(paths: list[list[int]], num_classes: int = 20) -> torch.Tensor:
@@ -50,14 +50,14 @@ def test_ctc_targets_and_steps_from_line_labels():
 
 
 class FixedReading(torch.nn.Module):
-    """A stand-in line model that always gives the same scores (so its reading is known)."""
+    """A stand-in line model whose reading of line i is fixed (its image is filled with i)."""
 
     def __init__(self, scores: torch.Tensor):
         super().__init__()
         self.scores = torch.nn.Parameter(scores, requires_grad=False)
 
     def forward(self, x):
-        return self.scores[: len(x)]
+        return self.scores[x[:, 0, 0, 0].long()]
 
 
 def test_validation_cer_and_line_accuracy_by_hand():
@@ -73,7 +73,10 @@ def test_validation_cer_and_line_accuracy_by_hand():
     paths = [[A, BLANK, A, B, BLANK], [BLANK] * 5, [C, C, BLANK, A, A]]
     labels = torch.tensor([[1, A, A, B, 2, 3], [1, A, B, 2, 3, 3], [1, C, A, B, 2, 3]])
     lit = LineLitModel(FixedReading(scores_for(paths, len(mapping))), len(mapping), mapping)
-    loader = DataLoader(TensorDataset(torch.zeros(3, 1, 28, 40), labels), batch_size=3)
+    # one line per batch: the CER must be summed over the split, not averaged over batches
+    # (that would be (0 + 1 + 1/3) / 3 = 0.444)
+    images = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 28, 40)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=1)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
     out = trainer.validate(lit, dataloaders=loader, verbose=False)[0]

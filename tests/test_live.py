@@ -37,7 +37,7 @@ def test_live_view_shows_batches_rising_then_ctrl_c_leaves_the_resume_line(tmp_p
             line = proc.stdout.readline()
             out.append(line)
             m = TRIAL_LINE.match(line)
-            if m and m.group(2) == "1":
+            if m and m.group(2) == "1" and "(validating)" not in line:
                 seen.setdefault(m.group(1), []).append(int(m.group(4)))
             first = seen.get("0000", [])
             if len(set(first)) >= 3:  # three different batch counts of one epoch: stop it

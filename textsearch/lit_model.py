@@ -192,15 +192,18 @@ class LineLitModel(LitModel):
         targets, target_lengths = ctc_targets(y)
         input_lengths = torch.full((len(y),), log_probs.shape[0], dtype=torch.long)
         loss = self.ctc(log_probs, targets, input_lengths, target_lengths)
-        self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train",
+                 batch_size=len(y))
         if stage != "train":
             read = [to_text(t, self.mapping) for t in greedy_decode(scores.detach())]
             truth = [to_text(t, self.mapping) for t in label_tokens(y)]
             cer, line_acc = getattr(self, f"{stage}_cer"), getattr(self, f"{stage}_line_acc")
             cer(read, truth)
             line_acc(torch.tensor([float(r == t) for r, t in zip(read, truth)]))
-            self.log(f"{stage}_cer", cer, on_epoch=True, prog_bar=True, batch_size=len(y))
-            self.log(f"{stage}_line_acc", line_acc, on_epoch=True, batch_size=len(y))
+            self.log(f"{stage}_cer", cer, on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=len(y))
+            self.log(f"{stage}_line_acc", line_acc, on_step=False, on_epoch=True,
+                     batch_size=len(y))
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -110,7 +110,11 @@ class LiveView:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.draw()  # the final state
+        if not self._thread.is_alive():
+            try:
+                self.draw()  # the final state
+            except Exception:  # noqa: BLE001 - the view must never fail the search
+                pass
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -165,7 +165,8 @@ def summarize(search_dir: Path) -> dict[str, Any]:
             settings.metric: best[f"best_{settings.metric}"],
             "epoch": best["best_epoch"],
             "precision": best["precision"],
-            **{name: tested.get(name) if fresh else None for name in test_names(settings)},
+            **{name: tested.get(name) if fresh else None
+               for name in test_names({**settings.fixed, **best["config"]})},
             "checkpoint": f"{best['path']}/{BEST_CHECKPOINT}" if checkpoint.is_file() else None,
         }
     pareto = None
@@ -201,12 +202,12 @@ def find_trial(summary: dict[str, Any], text: str) -> dict[str, Any] | None:
     return next((t for t in summary["trials"] if t["number"] == number), None)
 
 
-def test_names(settings) -> tuple[str, ...]:
-    """The test metrics of the search's models, the headline first: ``test_acc`` for
-    characters, ``test_cer`` and ``test_line_acc`` for lines."""
+def test_names(config: dict[str, Any]) -> tuple[str, ...]:
+    """The test metrics of a trial's model (``config``: its fixed and searched values), the
+    headline first: ``test_acc`` for characters, ``test_cer`` and ``test_line_acc`` for lines."""
     from textsearch.config import LINE_MODELS
 
-    if settings.fixed.get("model_class") in LINE_MODELS:
+    if config.get("model_class") in LINE_MODELS:
         return ("test_cer", "test_line_acc")
     return ("test_acc",)
 

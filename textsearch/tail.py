@@ -28,7 +28,10 @@ class TailTest(Callback):
         s = self.searcher
         if s is None or s.asked < s.num_samples or s.unfinished:
             return  # trials are still to come: the freed slot takes one
-        if not any(t.status == "RUNNING" for t in trials if t is not trial):
+        others = [t.status for t in trials if t is not trial]
+        if "PENDING" in others:
+            return  # a trial waits for the freed slot (queued, or retried after an error)
+        if "RUNNING" not in others:
             return  # the search is ending: its end tests the best
         with self.lock:
             if self.thread is not None:

@@ -344,14 +344,16 @@ def evaluate_checkpoint(checkpoint: str | Path, bundle: DataBundle | None = None
 
     The model, the data and the batch settings all come from the config in the checkpoint.
     ``bundle``: that data already in memory (else it is read from the cache). ``gpus``:
-    0 for the CPU, else one GPU; a 16-mixed run is evaluated in fp32 on the CPU.
+    0 for the CPU, else one GPU; on the CPU a mixed-precision run is evaluated in the
+    precision ``auto`` gives there (bf16-mixed with native bf16, else 32).
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     cfg, lit = model_from_checkpoint(checkpoint)
     gpus = min(gpus, 1)
     accelerator, devices = accelerator_for(gpus)
-    precision = "32" if not gpus and cfg.precision == "16-mixed" else cfg.precision
+    # a mixed-precision run from a GPU, tested on a CPU: in what that CPU computes natively
+    precision = "auto" if not gpus and cfg.precision.endswith("-mixed") else cfg.precision
     cfg = dataclasses.replace(cfg, gpus=gpus, precision=resolve_precision(precision, accelerator))
     dm = make_datamodule(cfg, bundle)
     saved, data = lit.data_info, data_info(dm.get_bundle())

@@ -15,6 +15,8 @@ raise :class:`ModelConfigError`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -40,8 +42,8 @@ class LineCNN(nn.Module):
         c = self.config = config or CNNConfig()
         self.features, (conv_dim, fh, fw) = conv_blocks(input_dims, c)  # over the whole line
         factor = width / fw  # how much narrower the feature map is than the line
-        self.kernel = max(1, round(window_width / factor))
-        self.stride = max(1, round(window_stride / factor))
+        self.kernel = max(1, math.floor(window_width / factor + 0.5))  # halves round up
+        self.stride = max(1, math.floor(window_stride / factor + 0.5))
         self.num_steps = window_steps(fw, self.kernel, self.stride)
         if self.num_steps < 1:
             raise ModelConfigError(f"window_width {window_width} does not fit the line's "
