@@ -20,6 +20,7 @@ from textsearch import report as report_cli
 from textsearch import retrain as retrain_cli
 from textsearch import train as train_cli
 from textsearch import tune as tune_cli
+from textsearch.data import emnist_lines as lines_cli
 
 NUMERIC = {cli.positive_int, cli.nonnegative_int, cli.positive_float, cli.nonnegative_float,
            cli.port}
@@ -174,6 +175,19 @@ def test_data_command_flag(module, value, capsys):
     assert_one_line_naming(err, [f"--batch_size={value}"])
 
 
+LINES_DATA_CASES = cases("emnist_lines", lines_cli.build_parser(), {})
+
+
+@pytest.mark.parametrize("bad", LINES_DATA_CASES)
+def test_emnist_lines_command_flag(bad, capsys):
+    """Every flag of ``python -m textsearch.data.emnist_lines`` (the generation options are
+    ``textsearch.train``'s own): one line naming it, exit 2, before any line is drawn."""
+    code, err = run_main(lines_cli.main, bad, capsys)
+    assert code == 2, err
+    assert err.startswith("textsearch.data.emnist_lines: error:")
+    assert_one_line_naming(err, bad)
+
+
 def test_data_command_runs_without_a_warning(data_root):
     """A normal run of ``python -m textsearch.data.emnist`` prints its summary, no RuntimeWarning."""
     import os
@@ -216,6 +230,8 @@ EXPECTED_FLAGS = {
              "warm_start", "verbose", "live_interval_s"},
     "retrain": {"data_fraction", "gpus", "max_epochs", "no_progress", "seed", "trial"},
     "predict": {"top"},
+    "emnist_lines": {"max_length", "min_overlap", "max_overlap", "num_train_lines",
+                     "num_val_lines", "num_test_lines", "seed", "batch_size"},
     "dashboard": {"port"},
 }
 
@@ -228,7 +244,8 @@ def option_flags(parser: argparse.ArgumentParser) -> set[str]:
     ("train", train_cli.build_parser(), TRAIN_CASES), ("tune", tune_cli.build_parser(), TUNE_CASES),
     ("retrain", retrain_cli.build_parser(), RETRAIN_CASES),
     ("predict", predict_cli.build_parser(), PREDICT_CASES),
-    ("dashboard", dashboard_cli.build_parser(), DASHBOARD_CASES)])
+    ("dashboard", dashboard_cli.build_parser(), DASHBOARD_CASES),
+    ("emnist_lines", lines_cli.build_parser(), LINES_DATA_CASES)])
 def test_every_flag_is_covered(command, parser, table):
     assert option_flags(parser) == EXPECTED_FLAGS[command]
     for flag in EXPECTED_FLAGS[command]:

@@ -188,6 +188,20 @@ class EMNISTLines(BaseDataModule):
         return train, val
 
 
+def build_parser():
+    from textsearch import cli
+    from textsearch.train import add_config_flags
+
+    parser = cli.Parser(prog="textsearch.data.emnist_lines",
+                        description="Generate EMNIST Lines and summarise them.")
+    add_config_flags(parser, config_cls=LinesOptions)  # the same flags as textsearch.train's
+    parser.add_flag("seed", type=cli.nonnegative_int, default=LinesConfig.seed,
+                    help=f"seed of the generation (default {LinesConfig.seed})")
+    parser.add_flag("batch_size", type=cli.positive_int, default=128,
+                    help="examples per batch (default 128)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m textsearch.data.emnist_lines``: generate the lines and print a summary.
 
@@ -195,18 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     import sys
 
-    from textsearch import cli
     from textsearch.errors import EXIT_USER_ERROR, UserError
-    from textsearch.train import add_config_flags
 
     prog = "textsearch.data.emnist_lines"
-    parser = cli.Parser(prog=prog, description="Generate EMNIST Lines and summarise them.")
-    add_config_flags(parser, config_cls=LinesOptions)  # the same flags as textsearch.train's
-    parser.add_flag("seed", type=cli.nonnegative_int, default=LinesConfig.seed,
-                    help=f"seed of the generation (default {LinesConfig.seed})")
-    parser.add_flag("batch_size", type=cli.positive_int, default=128,
-                    help="examples per batch (default 128)")
-    args = vars(parser.parse_args(argv))
+    args = vars(build_parser().parse_args(argv))
     batch_size = args.pop("batch_size")
     lines = LinesConfig(max_length=args["max_length"], min_overlap=args["min_overlap"],
                         max_overlap=args["max_overlap"], num_train=args["num_train_lines"],
