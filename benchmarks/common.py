@@ -118,6 +118,24 @@ def compare_rates(configs: list[dict], rate, names: tuple[str, str], reps: int,
     return out
 
 
+def rates_table(compared: list[dict], names: tuple[str, str],
+                headers: tuple[str, str]) -> list[str]:
+    """:func:`compare_rates`' results as a markdown table, one row per config."""
+    lines = [f"| blocks | block | channels | batch | {headers[0]} | {headers[1]} | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for c in compared:
+        k = c["config"]
+        lines.append(f"| {k['num_blocks']} | {k['block']} | {k['conv_dim']} | {k['batch_size']} | "
+                     f"{fmt(c[names[0]])} | {fmt(c[names[1]])} | {fmt(c['ratio'], 2)}x |")
+    return lines
+
+
+def ratio_range(compared: list[dict]) -> str:
+    """The per-config median ratios: their median and range."""
+    ratios = sorted(c["ratio"]["median"] for c in compared)
+    return f"{ratios[len(ratios) // 2]:.2f}x median ({ratios[0]:.2f}-{ratios[-1]:.2f}x)"
+
+
 def per_seed_fmt(values: list[float | None], digits: int = 0) -> str:
     """Each seed's value in seed order; "never" where the arm did not get there."""
     return ", ".join("never" if v is None else f"{v:.{digits}f}" for v in values)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Mode, compare_rates, fmt, samples_per_s
+from benchmarks.common import Mode, compare_rates, rates_table, ratio_range, samples_per_s
 from benchmarks.spaces.fixed_cnn import CONFIGS
 from textsearch.training import TrainConfig, make_model
 
@@ -44,19 +44,11 @@ def run(mode: Mode, results: Path | None) -> dict:
 
 
 def rows(r: dict) -> list[str]:
-    ratios = sorted(c["ratio"]["median"] for c in r["configs"])
-    return [f"| CNN training samples/s, channels_last / NCHW, {len(ratios)} `cnn_emnist` configs, "
-            f"1 thread | {ratios[len(ratios) // 2]:.2f}x median ({ratios[0]:.2f}-{ratios[-1]:.2f}x)"
-            f" | - | - |"]
+    return [f"| CNN training samples/s, channels_last / NCHW, {len(r['configs'])} `cnn_emnist` "
+            f"configs, 1 thread | {ratio_range(r['configs'])} | - | - |"]
 
 
 def section(r: dict) -> list[str]:
-    lines = ["", "CNN training samples/s by memory format (1 thread), the configs of "
-             "`benchmarks/spaces/fixed_cnn.py`, median (min-max):", "",
-             "| blocks | block | channels | batch | NCHW | channels_last | ratio |",
-             "|---|---|---|---|---|---|---|"]
-    for c in r["configs"]:
-        k = c["config"]
-        lines.append(f"| {k['num_blocks']} | {k['block']} | {k['conv_dim']} | {k['batch_size']} | "
-                     f"{fmt(c['nchw'])} | {fmt(c['channels_last'])} | {fmt(c['ratio'], 2)}x |")
-    return lines
+    return ["", "CNN training samples/s by memory format (1 thread), the configs of "
+            "`benchmarks/spaces/fixed_cnn.py`, median (min-max):", "",
+            *rates_table(r["configs"], ("nchw", "channels_last"), ("NCHW", "channels_last"))]

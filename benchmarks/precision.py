@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Mode, compare_rates, fmt, samples_per_s
+from benchmarks.common import Mode, compare_rates, rates_table, ratio_range, samples_per_s
 from benchmarks.spaces.fixed_cnn import CONFIGS
 from textsearch.training import TrainConfig, make_model, train
 
@@ -80,11 +80,9 @@ def run(mode: Mode, results: Path) -> dict:
 
 
 def rows(r: dict) -> list[str]:
-    ratios = sorted(c["ratio"]["median"] for c in r["speed"])
     m = r["median_diff_points"]
-    return [f"| bf16 / fp32 training samples/s, {len(ratios)} `cnn_emnist` configs, 1 thread | "
-            f"{ratios[len(ratios) // 2]:.2f}x median ({ratios[0]:.2f}-{ratios[-1]:.2f}x) | "
-            f"report it | - |",
+    return [f"| bf16 / fp32 training samples/s, {len(r['speed'])} `cnn_emnist` configs, "
+            f"1 thread | {ratio_range(r['speed'])} | report it | - |",
             f"| accuracy parity, bf16-mixed - 32, {ACCURACY_CONFIGS} configs x {len(SEEDS)} "
             f"seeds ({r['epochs']} epochs on {r['fraction']:.0%}): median val_acc, test_acc "
             f"difference | {m['val_acc']:+.2f}, {m['test_acc']:+.2f} points | within "
@@ -94,12 +92,7 @@ def rows(r: dict) -> list[str]:
 def section(r: dict) -> list[str]:
     lines = ["", "Training samples/s in bf16 autocast against fp32 (1 thread, channels_last), "
              "the configs of `benchmarks/spaces/fixed_cnn.py`, median (min-max):", "",
-             "| blocks | block | channels | batch | fp32 | bf16 | ratio |",
-             "|---|---|---|---|---|---|---|"]
-    for c in r["speed"]:
-        k = c["config"]
-        lines.append(f"| {k['num_blocks']} | {k['block']} | {k['conv_dim']} | {k['batch_size']} | "
-                     f"{fmt(c['fp32'])} | {fmt(c['bf16'])} | {fmt(c['ratio'], 2)}x |")
+             *rates_table(r["speed"], ("fp32", "bf16"), ("fp32", "bf16"))]
     lines += ["", f"Accuracy in each precision ({r['epochs']} epochs on {r['fraction']:.0%} of "
               "the training split, best checkpoint):", "",
               "| config | seed | precision | val_acc | test_acc |", "|---|---|---|---|---|"]
