@@ -63,7 +63,7 @@ class Mode:
     lines_epochs: int = 6  # max epochs per trial,
     lines_fraction: float = 1.0  # share of the training lines,
     lines_retrain_epochs: int = 15  # then at most this many epochs for the best,
-    lines_retrain_budget_s: float = 600  # fitting in this many seconds at its measured rate
+    lines_retrain_budget_s: float = 900  # fitting in this many seconds at its measured rate
 
 
 QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurrency_fraction=0.02,
