@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
 
-from tests.conftest import run_cli, run_main
+from tests.conftest import cpu_auto_precision, run_cli, run_main
 from textsearch.config import TrainConfig
 from textsearch.train import main as train_main
 from textsearch.training import CONFIG_FILE
@@ -37,8 +38,10 @@ def test_train_cli_writes_the_config_it_ran(tmp_path, capsys):
     given = TrainConfig(model_class="MLP", fc1=16, fc2=8, lr=0.003, balance=False, max_epochs=1,
                         limit_train_batches=2, limit_val_batches=1, batch_size=16)
     written = json.loads((tmp_path / "c" / CONFIG_FILE).read_text())
-    assert written == given.to_dict()
-    assert TrainConfig.from_dict(written) == given
+    # precision: what Lightning ran, the default auto resolved for this machine's CPU
+    ran = dataclasses.replace(given, precision=cpu_auto_precision())
+    assert written == ran.to_dict()
+    assert TrainConfig.from_dict(written) == ran
 
 
 BAD = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -73,7 +74,10 @@ def test_checkpoint_alone_rebuilds_its_model(tmp_path):
     cfg = tiny(num_blocks=2, block="residual", batchnorm=True, limit_train_batches=3)
     result = train(cfg, tmp_path / "run", test=False, enable_progress_bar=False)
     loaded_cfg, lit = model_from_checkpoint(result.best_checkpoint)
-    assert loaded_cfg == cfg
+    # the config it ran: precision as Lightning ran it (auto resolved for this CPU)
+    from tests.conftest import cpu_auto_precision
+
+    assert loaded_cfg == dataclasses.replace(cfg, precision=cpu_auto_precision())
     bundle = make_datamodule(cfg).get_bundle()
     assert lit.data_info == {"input_dims": [1, 28, 28], "num_classes": 83,
                              "mapping": bundle.mapping}

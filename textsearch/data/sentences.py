@@ -47,8 +47,14 @@ def brown_text() -> str:
     if path.exists():
         return path.read_text()
     _ensure_brown()
-    from nltk.corpus import brown
+    from nltk.corpus.reader import CategorizedTaggedCorpusReader
+    from nltk.corpus.util import LazyCorpusLoader
 
+    # A loader of its own, as nltk.corpus declares Brown's: nltk.corpus.brown keeps the path
+    # it first found for the life of the process, while NLTK_DATA (and so the corpus found)
+    # may differ from one data root to the next.
+    brown = LazyCorpusLoader("brown", CategorizedTaggedCorpusReader, r"c[a-z]\d\d",
+                             cat_file="cats.txt", tagset="brown", encoding="ascii")
     try:
         sents = brown.sents()
         text = " ".join(itertools.chain.from_iterable(sents))
