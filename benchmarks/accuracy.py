@@ -11,6 +11,7 @@ import torch
 
 from benchmarks.common import (
     Mode,
+    epochs_in_budget,
     progress,
     search,
 )
@@ -23,7 +24,7 @@ TARGET = 0.85  # test accuracy on the sample's natural class mix
 
 def retrain_epochs(mode: Mode, samples_per_s: float, train_size: int) -> int:
     """Epochs of the full-split retraining that fit its time budget at the measured rate."""
-    return max(1, min(mode.retrain_epochs, int(mode.retrain_budget_s * samples_per_s / train_size)))
+    return epochs_in_budget(mode.retrain_budget_s, mode.retrain_epochs, samples_per_s, train_size)
 
 
 def run(mode: Mode, results: Path) -> dict:

@@ -98,6 +98,11 @@ def samples_per_s(step, samples_per_step: int, seconds: float) -> float:
     return n * samples_per_step / (time.perf_counter() - start)
 
 
+def epochs_in_budget(budget_s: float, max_epochs: int, per_s: float, examples: int) -> int:
+    """Epochs of ``examples`` at ``per_s`` that fit ``budget_s`` seconds: 1 to ``max_epochs``."""
+    return max(1, min(max_epochs, int(budget_s * per_s / examples)))
+
+
 def compare_rates(configs: list[dict], rate, names: tuple[str, str], reps: int,
                   seconds: float) -> list[dict]:
     """For each config, ``rate(config, arm, seconds)`` of two arms (False, then True),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import BENCH_SPACES, Mode, progress, search
+from benchmarks.common import BENCH_SPACES, Mode, epochs_in_budget, progress, search
 
 TARGET, STRETCH = 0.15, 0.08  # test character error rate
 SPACE = str(BENCH_SPACES / "lines_bench.py")
@@ -22,9 +22,8 @@ def retrain_epochs(mode: Mode, lines_per_s: float, train_lines: int) -> int:
     """Epochs of the retraining that fit its time budget: the best trial's rate in the search
     (one thread, beside another trial) times the retraining's threads, an estimate that the
     measured ``retrain_s`` checks."""
-    rate = lines_per_s * RETRAIN_THREADS
-    return max(1, min(mode.lines_retrain_epochs,
-                      int(mode.lines_retrain_budget_s * rate / train_lines)))
+    return epochs_in_budget(mode.lines_retrain_budget_s, mode.lines_retrain_epochs,
+                            lines_per_s * RETRAIN_THREADS, train_lines)
 
 
 def readings(checkpoint: str, count: int) -> tuple[list[dict], list[dict]]:

@@ -365,7 +365,13 @@ class TrainConfig(LinesOptions, LineOptions, CNNConfig, MLPConfig, DebugOptions,
     @property
     def test_metrics(self) -> tuple[str, ...]:
         """What the test split is scored by, the headline first."""
-        return ("test_cer", "test_line_acc") if self.reads_lines else ("test_acc",)
+        return test_metrics_of(self.model_class)
+
+
+def test_metrics_of(model_class: str) -> tuple[str, ...]:
+    """What a model class's test split is scored by, the headline first: ``test_acc`` for
+    characters, ``test_cer`` and ``test_line_acc`` for lines."""
+    return ("test_cer", "test_line_acc") if model_class in LINE_MODELS else ("test_acc",)
 
 
 def check_option(name: str, value: Any) -> Any:

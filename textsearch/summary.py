@@ -203,13 +203,10 @@ def find_trial(summary: dict[str, Any], text: str) -> dict[str, Any] | None:
 
 
 def test_names(config: dict[str, Any]) -> tuple[str, ...]:
-    """The test metrics of a trial's model (``config``: its fixed and searched values), the
-    headline first: ``test_acc`` for characters, ``test_cer`` and ``test_line_acc`` for lines."""
-    from textsearch.config import LINE_MODELS
+    """The test metrics of a trial's model (``config``: its fixed and searched values)."""
+    from textsearch.config import test_metrics_of
 
-    if config.get("model_class") in LINE_MODELS:
-        return ("test_cer", "test_line_acc")
-    return ("test_acc",)
+    return test_metrics_of(str(config.get("model_class", "")))
 
 
 TEST_LABELS = {"test_acc": "Test accuracy", "test_cer": "Test character error rate",
