@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from tests.synthetic import NUM_CLASSES, write_emnist
-from textsearch.data import emnist
+from textsearch.data import EMNIST, emnist
 from textsearch.data.base import DataConfig
-from textsearch.data.emnist import EMNIST, NUM_SPECIAL_TOKENS
+from textsearch.data.emnist import NUM_SPECIAL_TOKENS
 from textsearch.errors import UserError
 
 

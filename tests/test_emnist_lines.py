@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from textsearch.data.emnist_lines import CHAR_SIZE, EMNISTLines, LinesConfig, prepare, render_line
+from textsearch.data import EMNISTLines
+from textsearch.data.emnist_lines import CHAR_SIZE, LinesConfig, prepare, render_line
 from textsearch.data.sentences import SentenceGenerator, brown_text
 from textsearch.errors import UserError
 

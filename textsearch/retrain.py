@@ -95,6 +95,7 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
 
     import torch
 
+    from textsearch.data import load_bundle
     from textsearch.training import TrainConfig, train
 
     values = {**settings.fixed, **trial["config"], "max_epochs": max_epochs or settings.max_epochs,
@@ -105,10 +106,8 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
     print(f"retraining trial {trial['trial_id']} of {search_dir} for {cfg.max_epochs} epoch(s) "
           f"on {cfg.data_fraction:g} of the training split -> {out}", flush=True)
     started = time.time()
-    result = train(cfg, out, enable_progress_bar=progress)
-    from textsearch.training import make_datamodule
-
-    bundle = make_datamodule(cfg).get_bundle()
+    bundle = load_bundle(cfg)  # read once, for training, export and model.json
+    result = train(cfg, out, bundle=bundle, enable_progress_bar=progress)
     model_file = export(result.best_checkpoint, out)
     cache_key, data_fields = data_key(cfg)
     info = {

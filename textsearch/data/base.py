@@ -10,7 +10,6 @@ become float in ``[0, 1]`` on the device, in :meth:`BaseDataModule.on_after_batc
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
@@ -18,27 +17,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from textsearch.config import DataConfig
-
-
-@dataclass
-class DataBundle:
-    """Everything a DataModule needs in memory, as plain numpy arrays.
-
-    A bundle is what the search puts into Ray's object store once: numpy arrays come back
-    from it zero-copy, so concurrent trials share one copy of the images.
-    """
-
-    x_trainval: np.ndarray  # (N, H, W) uint8
-    y_trainval: np.ndarray  # (N,) or (N, L) int64
-    x_test: np.ndarray
-    y_test: np.ndarray
-    mapping: list[str]
-    input_dims: tuple[int, ...]  # per example, channel first, e.g. (1, 28, 28)
-    output_dims: tuple[int, ...]  # (num_classes,) or (max_length,)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.x_trainval, self.y_trainval, self.x_test, self.y_test))
+from textsearch.data.bundle import DataBundle
 
 
 class BatchDataset(Dataset):

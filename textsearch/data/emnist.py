@@ -14,6 +14,8 @@ The processed cache (``processed/emnist/byclass_<balanced|natural>.h5``) stores 
 raw files it was built from and a CRC32 of every array; a cache whose key or CRC does not
 match, or that cannot be read, is rebuilt with a warning, never used.
 
+Nothing here imports torch: :func:`load_bundle` gives the arrays, and
+:class:`textsearch.data.modules.EMNIST` serves them to Lightning.
 ``python -m textsearch.data.emnist`` prepares the data and prints a summary.
 """
 
@@ -29,7 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from textsearch.data.base import BaseDataModule, DataBundle, DataConfig, summary_main
+from textsearch.data.bundle import DataBundle
 from textsearch.data.util import atomic_path, ensure_download, load_metadata, safe_extract
 from textsearch.errors import UserError
 from textsearch.paths import downloaded_dir, processed_dir
@@ -237,33 +239,29 @@ def prepare(balance: bool = False) -> dict[str, np.ndarray]:
     return arrays
 
 
-class EMNIST(BaseDataModule):
-    """EMNIST ByClass characters, 28x28, classes = the lab's 83-token mapping.
+def load_bundle(balance: bool = False) -> DataBundle:
+    """EMNIST ByClass in memory, 28x28, classes = the lab's 83-token mapping; prepared first
+    (:func:`prepare`).
 
     balance: cap every class at the mean class count (the lab's balancing), in the
     training file and the test file alike; off by default (NIST's natural class mix).
     """
+    arrays = prepare(balance)
+    mapping = json.loads(essentials_path().read_text())["mapping"]
+    return DataBundle(
+        x_trainval=arrays["x_train"], y_trainval=arrays["y_train"],
+        x_test=arrays["x_test"], y_test=arrays["y_test"],
+        mapping=mapping, input_dims=(1, 28, 28), output_dims=(len(mapping),),
+    )
 
-    name = "EMNIST"
 
-    def __init__(self, config: DataConfig | None = None, bundle: DataBundle | None = None,
-                 balance: bool = False):
-        super().__init__(config, bundle)
-        self.balance = balance
+def main(argv: list[str] | None = None) -> int:
+    """``python -m textsearch.data.emnist``: prepare the data and print its summary."""
+    from textsearch.data.base import summary_main
+    from textsearch.data.modules import EMNIST
 
-    def download_and_cache(self) -> DataBundle:
-        """Checking the cache reads all of it (its CRC32s cover every byte): the arrays are kept."""
-        return self.load()
-
-    def load(self) -> DataBundle:
-        arrays = prepare(self.balance)
-        mapping = json.loads(essentials_path().read_text())["mapping"]
-        return DataBundle(
-            x_trainval=arrays["x_train"], y_trainval=arrays["y_train"],
-            x_test=arrays["x_test"], y_test=arrays["y_test"],
-            mapping=mapping, input_dims=(1, 28, 28), output_dims=(len(mapping),),
-        )
+    return summary_main(EMNIST, argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(summary_main(EMNIST))
+    raise SystemExit(main())

@@ -5,7 +5,8 @@ is drawn as a random EMNIST image of that character (spaces are blank), and cons
 characters overlap by a random fraction in ``[min_overlap, max_overlap]`` of their width.
 Training and validation lines use EMNIST's training images, test lines its test images.
 Labels are ``<S> text <E>`` padded with ``<P>`` to ``max_length`` tokens, in the EMNIST
-mapping.  Lines are cached in HDF5, keyed by every generation parameter.
+mapping.  Lines are cached in HDF5, keyed by every generation parameter.  Nothing here
+imports torch: :class:`textsearch.data.modules.EMNISTLines` serves the lines to Lightning.
 
 ``python -m textsearch.data.emnist_lines`` generates (or loads) lines and prints a summary.
 """
@@ -21,8 +22,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from textsearch.config import LinesOptions
-from textsearch.data.base import BaseDataModule, DataBundle, DataConfig
-from textsearch.data.emnist import EMNIST
+from textsearch.data import emnist
+from textsearch.data.bundle import DataBundle
 from textsearch.data.sentences import SentenceGenerator
 from textsearch.data.util import atomic_path
 from textsearch.errors import UserError
@@ -137,8 +138,7 @@ def prepare(config: LinesConfig) -> str:
             log.warning("EMNIST Lines cache %s is stale: regenerating", path)
         except Exception as err:
             log.warning("EMNIST Lines cache %s is damaged (%s): regenerating", path, err)
-    chars = EMNIST()
-    char_bundle = chars.get_bundle()
+    char_bundle = emnist.load_bundle()
     rng = np.random.default_rng(config.seed)
     sentences = SentenceGenerator(config.max_length - 2, seed=config.seed)
     x_tv, y_tv = generate(config, char_bundle, config.num_train + config.num_val, "train",
@@ -154,38 +154,19 @@ def prepare(config: LinesConfig) -> str:
     return str(path)
 
 
-class EMNISTLines(BaseDataModule):
-    """Lines of EMNIST characters; targets are token sequences of length ``max_length``."""
+def load_bundle(config: LinesConfig) -> DataBundle:
+    """The lines of ``config`` in memory, generated and cached first (:func:`prepare`).
 
-    name = "EMNISTLines"
-
-    def __init__(self, config: DataConfig | None = None, bundle: DataBundle | None = None,
-                 lines: LinesConfig | None = None):
-        super().__init__(config, bundle)
-        self.lines = lines or LinesConfig()
-        self.lines.validate()
-
-    def download_and_cache(self) -> None:
-        """Only the cache's attributes and shapes are checked: :meth:`load` reads it."""
-        prepare(self.lines)
-
-    def load(self) -> DataBundle:
-        path = processed_dir("emnist_lines") / self.lines.filename()
-        with h5py.File(path, "r") as f:
-            arrays = {k: f[k][()] for k in ("x_trainval", "y_trainval", "x_test", "y_test")}
-            mapping = json.loads(f.attrs["mapping"])
-        return DataBundle(
-            **arrays, mapping=mapping, input_dims=(1, CHAR_SIZE, CHAR_SIZE * self.lines.max_length),
-            output_dims=(self.lines.max_length,),
-        )
-
-    def split_indices(self) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``num_train`` lines train, the next ``num_val`` validate."""
-        train = np.arange(self.lines.num_train)
-        val = np.arange(self.lines.num_train, self.lines.num_train + self.lines.num_val)
-        if self.config.data_fraction < 1.0:
-            train = train[: max(1, int(round(len(train) * self.config.data_fraction)))]
-        return train, val
+    Targets are token sequences of length ``max_length``.
+    """
+    path = prepare(config)
+    with h5py.File(path, "r") as f:
+        arrays = {k: f[k][()] for k in ("x_trainval", "y_trainval", "x_test", "y_test")}
+        mapping = json.loads(f.attrs["mapping"])
+    return DataBundle(
+        **arrays, mapping=mapping, input_dims=(1, CHAR_SIZE, CHAR_SIZE * config.max_length),
+        output_dims=(config.max_length,),
+    )
 
 
 def build_parser():
@@ -209,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     import sys
 
+    from textsearch.config import DataConfig
+    from textsearch.data.modules import EMNISTLines
     from textsearch.errors import EXIT_USER_ERROR, UserError
 
     prog = "textsearch.data.emnist_lines"

@@ -12,7 +12,6 @@ import itertools
 import re
 import string
 
-import nltk
 import numpy as np
 
 from textsearch.data.util import atomic_path, ensure_download
@@ -21,6 +20,8 @@ from textsearch.paths import downloaded_dir, processed_dir
 
 
 def _ensure_brown() -> None:
+    import nltk  # imported when the corpus is first read (its import takes a second or more)
+
     nltk_dir = downloaded_dir("nltk")
     if str(nltk_dir) not in nltk.data.path:
         nltk.data.path.append(str(nltk_dir))
