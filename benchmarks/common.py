@@ -205,11 +205,26 @@ def aggregate_rate(search_dir: Path, fraction: float) -> float:
     return n_train * len(rows) / (max(ends) - min(starts))
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (``platform`` says only x86_64)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} CPU cores, "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, no GPU" if not torch.cuda.is_available() else
-            f"GPU {torch.cuda.get_device_name(0)}")
+    """This machine in one line: CPU (and whether it computes bf16 natively), RAM, GPU."""
+    from textsearch.training import cpu_has_native_bf16
+
+    bf16 = "with" if cpu_has_native_bf16() else "without"
+    gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu_model()} ({bf16} native bf16), {psutil.cpu_count()} CPU cores, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python "
+            f"{platform.python_version()}, torch {torch.__version__}, {gpu}")
 
 
 class Sampler:

@@ -34,7 +34,7 @@ ITEMS = {"data_path": "data_path", "lines": "lines", "startup": "startup", "over
          "memory_format": "memory_format", "gpu": "gpu", "lines_search": "lines_search",
          "precision": "precision"}
 # the order of the text sections below the table
-SECTIONS = ["plain", "search", "accuracy", "lines_search", "tpe_startup", "warm_start", "fusion",
+SECTIONS = ["startup", "plain", "search", "accuracy", "lines_search", "tpe_startup", "warm_start", "fusion",
             "memory_format", "precision", "gpu"]
 
 
@@ -44,8 +44,12 @@ def item_module(item: str):
 
 def markdown(mode: Mode, res: dict) -> str:
     """The results table and the items' sections, rendered from the saved results alone."""
+    by_machine: dict[str, list[str]] = {}
+    for item in res:
+        by_machine.setdefault(res[item].get("machine", "not recorded"), []).append(item)
+    where = "; ".join(f"{m} ({', '.join(items)})" for m, items in by_machine.items())
     lines = [f"### Benchmarks ({mode.name} mode)", "",
-             f"Machine: {machine()}. Figures: median (min-max) over {mode.reps} repetitions "
+             f"Machines: {where}. Figures: median (min-max) over {mode.reps} repetitions "
              "unless stated; arms alternate within one run.", "",
              "| item | measured | target | met |", "|---|---|---|---|"]
     for item in ITEMS:
@@ -92,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.time()
         res[item] = item_module(item).run(mode, work)
         res[item]["seconds"] = time.time() - start
+        res[item]["machine"] = machine()
         print(f"[{item}] done in {res[item]['seconds']:.0f} s", file=sys.stderr, flush=True)
         # merged into the file as it is now: another runner may have saved an item meanwhile
         saved = json.loads(previous.read_text()) if previous.exists() else {}

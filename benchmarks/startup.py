@@ -1,13 +1,16 @@
 """The ``smoke`` search as a user runs it: start-up, the gaps between trials, wrap-up.
 
-From the command's start: seconds to the first trial's first training batch; for every
-trial that waited for a slot, seconds from the end of the trial whose slot it took (its last
-epoch's end) to its own first batch; and from the last trial's last epoch to the printed
-summary.  Trials report ``first_batch_at`` and ``epoch_end_at`` (wall clock) every epoch.
+From the command's start: seconds to the first trial's first training batch, and to each
+step before it (the driver's, from ``runs.jsonl``: Ray started, the data read, Tune started;
+the first trial's, from its epoch reports: its process started, that process took the
+trial, torch and Lightning loaded, the first batch); for every trial that waited for a
+slot, seconds from the end of the trial whose slot it took (its last epoch's end) to its
+own first batch; and from the last trial's last epoch to the printed summary.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -21,6 +24,23 @@ from benchmarks.common import (
     progress,
     stats,
 )
+
+# the start-up steps, in order: (key in runs.jsonl or a trial's reports, what it is)
+DRIVER_STEPS = (("ray_ready", "Ray started (ray.init returned)"),
+                ("data_ready", "the data read and checked (beside ray.init)"),
+                ("tune_started", "Tune started"))
+TRIAL_STEPS = (("process_started_at", "the first trial's process started"),
+               ("trial_started_at", "that process took the trial (Ray and Tune loaded)"),
+               ("modules_loaded_at", "torch and Lightning loaded there"),
+               ("first_batch_at", "its first training batch"))
+
+
+def start_up_steps(search_dir: Path, rows: list[dict], start: float) -> dict[str, float]:
+    """Seconds from the command's start to the end of each start-up step."""
+    run = json.loads((search_dir / "runs.jsonl").read_text().splitlines()[0])
+    first = min(rows, key=lambda r: r["first_batch_at"])
+    return {**{k: run[k] - start for k, _ in DRIVER_STEPS if k in run},
+            **{k: first[k] - start for k, _ in TRIAL_STEPS if k in first}}
 
 
 def timeline(rows: list[dict], start: float, summary_at: float | None) -> dict:
@@ -63,7 +83,10 @@ def run_smoke(results: Path, name: str) -> tuple[dict, float]:
     reader.join(timeout=10)
     total = time.time() - start
     assert proc.returncode == 0, f"smoke search failed ({proc.returncode})"
-    return timeline(progress(results / name), start, summary_at[0] if summary_at else None), total
+    rows = progress(results / name)
+    line = timeline(rows, start, summary_at[0] if summary_at else None)
+    line["steps_s"] = start_up_steps(results / name, rows, start)
+    return line, total
 
 
 # commands that must answer at once, and the exit code each must give
@@ -93,6 +116,8 @@ def run(mode: Mode, results: Path) -> dict:
             "gap_s": stats([g for t, _ in lines for g in t["gaps_s"]]),
             "wrap_up_s": stats([t["wrap_up_s"] for t, _ in lines if t["wrap_up_s"] is not None]),
             "smoke_total_seconds": stats([total for _, total in lines]),
+            "steps_s": {k: stats([t["steps_s"][k] for t, _ in lines if k in t["steps_s"]])
+                        for k, _ in (*DRIVER_STEPS, *TRIAL_STEPS)},
             "gaps_per_rep": [t["gaps_s"] for t, _ in lines], "reps": mode.reps}
 
 
@@ -109,7 +134,21 @@ def rows(r: dict) -> list[str]:
     return ([f"| `python -m textsearch.tune` {', '.join(quick)}: seconds to exit | "
              + "; ".join(f"{k} {fmt(v, 2)} s" for k, v in quick.items())
              + f" | < 1.5 s | {'yes' if slowest < 1.5 else 'no'} |"] if quick else []) + [
-            row("command to the first trial's first batch", r["first_batch_s"], 8),
+            row("command to the first trial's first batch", r["first_batch_s"], 6),
             row("a trial's end to the next trial's first batch", r["gap_s"], 1),
             row("the last trial's end to the printed summary", r["wrap_up_s"], 5),
             f"| `smoke` search: total wall time | {fmt(r['smoke_total_seconds'], 1)} s | - | - |"]
+
+
+def section(r: dict) -> list[str]:
+    """Where the start-up goes: each step's end, in seconds from the command's start."""
+    steps = r.get("steps_s")
+    if not steps:
+        return []
+    lines = ["", "Start-up of the `smoke` search, step by step: seconds from the command's start "
+             f"to the end of each step, median (min-max) of {r['reps']} runs:", "",
+             "| step | ends at, s |", "|---|---|"]
+    for key, label in (*DRIVER_STEPS, *TRIAL_STEPS):
+        if steps.get(key):
+            lines.append(f"| {label} | {fmt(steps[key], 1)} |")
+    return lines

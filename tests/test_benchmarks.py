@@ -124,6 +124,29 @@ def test_startup_timeline_reads_first_batches_gaps_and_wrap_up():
     assert t["gaps_s"] == [0.5, 2.0]
 
 
+def test_startup_steps_come_from_the_run_record_and_the_first_trial(tmp_path):
+    """Each start-up step's end, from the command's start: the driver's steps from the first
+    line of runs.jsonl, the trial's from the reports of the trial whose first batch came
+    first."""
+    from benchmarks import startup
+
+    (tmp_path / "runs.jsonl").write_text(
+        json.dumps({"started": 100.5, "ended": 190.0, "ray_ready": 105.0, "data_ready": 101.5,
+                    "tune_started": 106.0}) + "\n"
+        + json.dumps({"started": 200.0, "ended": 210.0, "ray_ready": 204.0}) + "\n")
+    first = {"trial": "b", "first_batch_at": 114.0, "process_started_at": 106.5,
+             "trial_started_at": 108.0, "modules_loaded_at": 113.5}
+    later = {**first, "trial": "a", "first_batch_at": 115.0, "process_started_at": 107.0}
+    steps = startup.start_up_steps(tmp_path, [later, first], start=100.0)
+    assert steps == {"ray_ready": 5.0, "data_ready": 1.5, "tune_started": 6.0,
+                     "process_started_at": 6.5, "trial_started_at": 8.0,
+                     "modules_loaded_at": 13.5, "first_batch_at": 14.0}
+    res = {"reps": 1, "steps_s": {k: {"min": v, "median": v, "max": v} for k, v in steps.items()}}
+    table = "\n".join(startup.section(res))
+    assert "| Ray started (ray.init returned) | 5.0 (5.0-5.0) |" in table
+    assert "| its first training batch | 14.0 (14.0-14.0) |" in table
+
+
 def test_startup_item_times_help_list_and_bad_input():
     from benchmarks import startup
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import cpu_auto_precision, run_main
+from tests.conftest import REPO, cpu_auto_precision, run_main
 from textsearch.tune import main as tune_main
 
 SPACES = Path(__file__).parent / "spaces"
@@ -263,6 +266,28 @@ def test_trials_take_over_a_finished_trials_process(tmp_path, capsys):
     assert len(pids) == 1
     spans.sort()
     assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))
+
+
+def test_the_driver_leaves_torch_and_lightning_to_the_trials(tmp_path):
+    """A search's own process reads the data and drives Tune without loading torch or
+    Lightning; the trials' processes load them, and a trial that ends at the search's tail
+    tests the best checkpoint, so the summary holds its test accuracy all the same."""
+    argv = ["--space", str(SPACES / "tiny.py"), "--results_dir", str(tmp_path), "--name", "d",
+            "--no_report", "--gpus_per_trial", "0", "--scheduler", "fifo", "--num_samples", "2",
+            "--max_epochs", "1"]
+    probe = ("import json, sys\nfrom textsearch.tune import main\n"
+             f"code = main({argv!r})\n"
+             "print(json.dumps({'code': code, 'loaded': [m for m in ('torch', 'torchvision', "
+             "'pytorch_lightning') if m in sys.modules]}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"code": 0, "loaded": []}
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    best = summary["best"]
+    tested = json.loads((tmp_path / "d" / f"trial_{best['trial_id']}" / "test.json").read_text())
+    assert tested["epoch"] == best["epoch"] == 1
+    assert best["test_acc"] == tested["test_acc"] and 0 < best["test_acc"] <= 1
 
 
 def test_the_best_is_tested_while_the_last_trial_still_trains(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """The live view of a running search: what each trial is doing now, and the search as a whole.
 
-Each running trial keeps ``live.json`` in its folder (:class:`LiveProgress`, in the trial's
-process): its epoch, the batches done in that epoch out of how many, samples/s, device and
+Each running trial keeps ``live.json`` in its folder (:class:`textsearch.trial.LiveProgress`,
+in the trial's process): its epoch, the batches done in that epoch out of how many, samples/s, device and
 stage, rewritten at most twice a second.  It is no report to Tune (``tune.report`` stays once
 per epoch, ASHA's time axis).  The driver's :class:`LiveView` reads those files and the study
 and draws, for each running trial, its id, epoch, batches done / total, samples/s, latest
@@ -13,63 +13,14 @@ place; elsewhere (a pipe, a log file) it is printed as plain lines whenever it c
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
-
 from textsearch.layout import LIVE_FILE, PROGRESS_FILE, trial_dir_name
 from textsearch.summary import finite_number, read_progress
-
-WRITE_EVERY_S = 0.5
-
-
-class LiveProgress(Callback):
-    """Keeps the trial's ``live.json``: where in its epoch the trial is, written atomically."""
-
-    def __init__(self, trial_dir: Path) -> None:
-        self.path = Path(trial_dir) / LIVE_FILE
-        self._written = 0.0
-        self._epoch_start = time.perf_counter()
-        self._samples = 0
-
-    def _write(self, state: dict[str, Any], force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self._written < WRITE_EVERY_S:
-            return
-        self._written = now
-        tmp = self.path.with_name(f".{LIVE_FILE}.{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps({**state, "updated": now}))
-            os.replace(tmp, self.path)
-        except OSError:  # the view is a convenience: a full disk is the search's business
-            pass
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
-        self._epoch_start, self._samples = time.perf_counter(), 0
-        self._write(self._state(trainer, 0, "train"), force=True)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch,
-                           batch_idx: int) -> None:
-        self._samples += len(batch[1])
-        self._write(self._state(trainer, batch_idx + 1, "train"))
-
-    def on_validation_start(self, trainer: pl.Trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            self._write(self._state(trainer, trainer.num_training_batches, "val"), force=True)
-
-    def _state(self, trainer: pl.Trainer, batch: int, stage: str) -> dict[str, Any]:
-        elapsed = max(time.perf_counter() - self._epoch_start, 1e-9)
-        total = trainer.num_training_batches
-        return {"epoch": trainer.current_epoch + 1, "max_epochs": trainer.max_epochs,
-                "batch": batch, "batches": int(total) if total != float("inf") else None,
-                "samples_per_s": self._samples / elapsed, "stage": stage,
-                "device": str(trainer.strategy.root_device), "pid": os.getpid()}
 
 
 def read_live(trial_dir: Path) -> dict[str, Any] | None:

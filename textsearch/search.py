@@ -1,7 +1,7 @@
 """Running a search: Ray Tune with Optuna's TPE and ASHA, data shared through Ray.
 
 :func:`run_search` prepares the data once on the driver, puts it into Ray's object store
-once (:func:`ray.tune.with_parameters`), and runs :func:`textsearch.trial.tune_trial` for
+once (:func:`ray.tune.with_parameters`), and runs :func:`textsearch.trainable.tune_trial` for
 every trial with resources taken from the trial's own config.  Everything a search writes
 lives in one directory, laid out as :mod:`textsearch.layout` says.
 """
@@ -12,15 +12,14 @@ import contextlib
 import dataclasses
 import fcntl
 import functools
-import importlib
 import json
 import logging
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -331,10 +330,10 @@ def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
 
 
 def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
-    """Ray's trainable: :func:`textsearch.trial.tune_trial` with the data and shared config."""
+    """Ray's trainable: :func:`textsearch.trainable.tune_trial` with the data and shared config."""
     from ray import tune
 
-    from textsearch.trial import tune_trial
+    from textsearch.trainable import tune_trial
 
     trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=trial_fixed_config(settings),
                                      cpu_threads=settings.cpus_per_trial, metric=settings.metric,
@@ -359,7 +358,7 @@ def disk_full_error(settings: SearchSettings) -> UserError:
         f"{settings.results_dir} --resume")
 
 
-def run_config(settings: SearchSettings, guard, verbose: bool = False, callbacks=()):
+def run_config(settings: SearchSettings, guard, verbose: bool = False):
     """Tune's run settings.  ``verbose``: Ray's own trial table every 30 s, beside the live
     view (otherwise Tune prints nothing of its own)."""
     from ray import tune
@@ -374,7 +373,7 @@ def run_config(settings: SearchSettings, guard, verbose: bool = False, callbacks
         # each trial writes its progress and checkpoints to its folder itself
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        callbacks=[guard, *callbacks],
+        callbacks=[guard],
         stop=guard,
         progress_reporter=reporter,
         verbose=1 if verbose else 0,
@@ -382,13 +381,12 @@ def run_config(settings: SearchSettings, guard, verbose: bool = False, callbacks
 
 
 def prepare_data(settings: SearchSettings):
-    """Prepare (download, check, cache) and load the data once, on the driver."""
-    from textsearch.training import TrainConfig, make_datamodule
+    """Prepare (download, check, cache) and load the data once, on the driver, without
+    torch or Lightning (:func:`textsearch.data.load_bundle`)."""
+    from textsearch.config import TrainConfig
+    from textsearch.data import load_bundle
 
-    cfg = TrainConfig.from_dict(settings.fixed)
-    dm = make_datamodule(cfg)
-    dm.prepare_data()
-    return dm.get_bundle()
+    return load_bundle(TrainConfig.from_dict(settings.fixed))
 
 
 def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = False,
@@ -401,12 +399,21 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     the checkpoint in its folder), then new ones up to ``num_samples``.
     """
     started = time.time()
-    # torch and Lightning (seconds to import) load while Ray starts its processes
-    frameworks = threading.Thread(target=importlib.import_module, args=("textsearch.training",),
-                                  daemon=True)
-    frameworks.start()
-    init_ray(address)  # first: it sets Ray's authentication mode before Ray is imported
-    frameworks.join()
+    steps: dict[str, float] = {}  # when this run's start-up steps ended (Unix s), for runs.jsonl
+
+    def read_data():
+        bundle = prepare_data(settings)
+        steps["data_ready"] = time.time()
+        return bundle
+
+    # The data is read (numpy and h5py, no torch) while Ray starts its processes.  torch
+    # and Lightning load in the trials' processes, which also test the best checkpoint
+    # (textsearch.trial.test_the_best); this one loads them only if none did.
+    with ThreadPoolExecutor(1, thread_name_prefix="textsearch-data") as pool:
+        data = pool.submit(read_data)
+        init_ray(address)  # it sets Ray's authentication mode before Ray is imported
+        steps["ray_ready"] = time.time()
+        bundle = data.result()
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -417,10 +424,9 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     if settings.gpus_per_trial is None:
         settings.gpus_per_trial = default_gpus_per_trial(total_gpus)
     check_gpus(settings.gpus_per_trial, total_gpus)
-    from textsearch.training import TrainConfig
+    from textsearch.config import TrainConfig
 
     TrainConfig.from_dict(trial_fixed_config(settings)).validate()  # e.g. 16-mixed on CPUs
-    bundle = prepare_data(settings)
     trainable = make_trainable(settings, bundle, total_cpus)
     if not resume:
         settings.copy_space(space)
@@ -433,9 +439,6 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
             print(ws.line(), flush=True)
     settings.save()
     guard = SearchGuard(str(settings.search_dir), searcher)
-    from textsearch.tail import TailTest
-
-    tail = TailTest(settings.search_dir, bundle, searcher)  # tests the best while the last train
     concurrency = settings.max_concurrent or default_concurrency(settings, total_cpus, total_gpus)
     tuner = tune.Tuner(
         trainable,
@@ -449,11 +452,12 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
             reuse_actors=True,
             trial_dirname_creator=lambda t: trial_dir_name(searcher.number_of(t.trial_id)),
         ),
-        run_config=run_config(settings, guard, verbose, [tail]),
+        run_config=run_config(settings, guard, verbose),
     )
     from textsearch.live import LiveView
 
     view = LiveView(settings.search_dir, searcher, settings, interval_s=live_interval_s)
+    steps["tune_started"] = time.time()
     try:
         if live:
             with view:
@@ -467,9 +471,8 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     if guard.disk_full:
         raise disk_full_error(settings)
     with contextlib.suppress(OSError):
-        record_run(settings.search_dir, started, time.time())
-    tail.wait()
-    evaluate_best(settings.search_dir, bundle)  # unless the tail already tested the final best
+        record_run(settings.search_dir, started, time.time(), steps)
+    evaluate_best(settings.search_dir, bundle)  # unless a trial at the tail tested the final best
     summary = summarize(settings.search_dir)
     write_summary(settings.search_dir, summary)
     summary["run_wall_s"] = time.time() - started  # this run's (the budget is per run)
@@ -478,7 +481,13 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     return summary
 
 
-def record_run(search_dir: Path, started: float, ended: float) -> None:
-    """Add one run's start and end (Unix s) to ``runs.jsonl``: the search's wall time."""
+def record_run(search_dir: Path, started: float, ended: float,
+               steps: dict[str, float] | None = None) -> None:
+    """Add one run's start and end (Unix s) to ``runs.jsonl``: the search's wall time.
+
+    ``steps``: when its start-up steps ended (``ray_ready``, ``data_ready``,
+    ``tune_started``); a trial's own steps are in its epoch reports (``process_started_at``,
+    ``trial_started_at``, ``modules_loaded_at``, ``first_batch_at``).
+    """
     with (search_dir / RUNS_FILE).open("a") as f:
-        f.write(json.dumps({"started": started, "ended": ended}) + "\n")
+        f.write(json.dumps({"started": started, "ended": ended, **(steps or {})}) + "\n")

@@ -220,13 +220,15 @@ def headline_test(summary: dict[str, Any]) -> tuple[str, float | None]:
     return TEST_LABELS[name], best.get(name)
 
 
-def evaluate_best(search_dir: Path, bundle=None) -> float | None:
+def evaluate_best(search_dir: Path, bundle=None, gpus: float | None = None,
+                  summary: dict[str, Any] | None = None) -> float | None:
     """Test the best trial's ``best.ckpt`` (once per checkpoint: ``test.json``).
 
-    On the driver's GPU when it has one.  Returns the headline test figure (the accuracy,
-    or for lines the CER; None: no best trial).
+    ``gpus``: 0 for the CPU, else this process's GPU (None: one if this process has one).
+    ``summary``: the search's :func:`summarize`, if just read.  Returns the headline test
+    figure (the accuracy, or for lines the CER; None: no best trial).
     """
-    summary = summarize(search_dir)
+    summary = summary or summarize(search_dir)
     best = summary["best"]
     if best is None or best["checkpoint"] is None:
         return None
@@ -237,8 +239,9 @@ def evaluate_best(search_dir: Path, bundle=None) -> float | None:
     from textsearch.training import evaluate_checkpoint
 
     # the checkpoint holds its config; the data is the search's, already in memory
-    metrics = evaluate_checkpoint(Path(search_dir) / best["checkpoint"], bundle,
-                                  gpus=1 if torch.cuda.is_available() else 0)
+    if gpus is None:
+        gpus = 1 if torch.cuda.is_available() else 0
+    metrics = evaluate_checkpoint(Path(search_dir) / best["checkpoint"], bundle, gpus=gpus)
     folder = Path(search_dir) / Path(best["checkpoint"]).parent
     from textsearch.data.util import atomic_path
 

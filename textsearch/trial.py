@@ -1,6 +1,6 @@
 """One search trial: the same :func:`textsearch.training.train`, reporting once per epoch.
 
-Inside Ray Tune (:func:`tune_trial`) each epoch's metrics go to ``tune.report``, after the
+Inside Ray Tune (:func:`trial_in_tune`) each epoch's metrics go to ``tune.report``, after the
 trial wrote them to its folder with a Lightning checkpoint, so ASHA can stop the trial and
 a stopped, crashed or interrupted trial keeps its state.  Outside Ray (:func:`run_trial` with ``in_tune=False``,
 the ``--debug`` run) the same code prints each epoch's metrics instead.
@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
@@ -26,8 +29,14 @@ from pytorch_lightning.callbacks import Callback
 from textsearch.data import DataBundle
 from textsearch.data.util import atomic_path
 from textsearch.errors import TrialGPUError
-from textsearch.layout import BEST_CHECKPOINT, LATEST_CHECKPOINT, PROGRESS_FILE, TEST_METRICS
-from textsearch.summary import finite_number, read_progress
+from textsearch.layout import (
+    BEST_CHECKPOINT,
+    LATEST_CHECKPOINT,
+    LIVE_FILE,
+    PROGRESS_FILE,
+    TEST_METRICS,
+)
+from textsearch.summary import evaluate_best, finite_number, read_progress, summarize
 from textsearch.training import (
     ConfigFile,
     TrainConfig,
@@ -37,6 +46,8 @@ from textsearch.training import (
     trainer_precision,
 )
 
+LOADED_AT = time.time()  # when this module (and torch and Lightning with it) finished loading
+LIVE_EVERY_S = 0.5
 REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc", "val_cer", "val_line_acc")
 
 
@@ -105,7 +116,9 @@ class TuneReportCallback(Callback):
     1. makes the checkpoint the trial's ``latest.ckpt`` (an atomic rename), and its
        ``best.ckpt`` when ``metric`` improved (a hard link);
     2. appends the metrics to the trial's ``progress.csv``;
-    3. hands them to ``tune.report``.
+    3. at the end of training, calls ``before_last_report`` (the scheduler stops a trial
+       at its last report, so nothing after that report runs);
+    4. hands them to ``tune.report``.
 
     A trial that starts from ``latest.ckpt`` (resumed, or retried after a crash) reports that
     checkpoint's epoch first: logged too if the trial was stopped between steps 1 and 2, so
@@ -114,8 +127,12 @@ class TuneReportCallback(Callback):
     """
 
     def __init__(self, trial_dir: Path, metric: str, mode: str,
-                 resumed: dict[str, Any] | None = None) -> None:
+                 resumed: dict[str, Any] | None = None,
+                 startup: dict[str, float] | None = None,
+                 before_last_report: Callable[[], None] | None = None) -> None:
         self.trial_dir = Path(trial_dir)
+        self.startup = dict(startup or {})
+        self.before_last_report = before_last_report
         self.metric, self.sign = metric, 1.0 if mode == "max" else -1.0
         self.progress = ProgressLog(self.trial_dir / PROGRESS_FILE)
         self._pending: tuple[dict[str, Any], Path | None] | None = None
@@ -157,6 +174,7 @@ class TuneReportCallback(Callback):
         # per-epoch cost beside the training loop: the previous epoch's report (TensorBoard
         # flush, checkpoint links, progress row, tune.report); this one's checkpoint below
         metrics["report_s"] = self._last_report_s
+        metrics.update(self.startup)  # when this run's process started, loaded, took the trial
         self._state = {METRICS_KEY: metrics}
         trainer.save_checkpoint(name)
         metrics["checkpoint_s"] = time.perf_counter() - start
@@ -166,13 +184,13 @@ class TuneReportCallback(Callback):
         self._report(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
-        self._report(trainer)
+        self._report(trainer, last=True)
 
     def flush(self) -> None:
         """Report what is still pending: a resumed final epoch, which Lightning skips."""
-        self._report(None)
+        self._report(None, last=True)
 
-    def _report(self, trainer: pl.Trainer | None) -> None:
+    def _report(self, trainer: pl.Trainer | None, last: bool = False) -> None:
         import ray
         from ray import tune
 
@@ -199,6 +217,8 @@ class TuneReportCallback(Callback):
             link_or_copy(latest, self.trial_dir / BEST_CHECKPOINT)
         if not logged:
             self.progress.append(metrics)
+        if last and self.before_last_report is not None:
+            self.before_last_report()
         tune.report(metrics)
         # including the wait until the search has taken the result: tune.report returns
         # only then, and the trial idles meanwhile
@@ -216,6 +236,50 @@ def link_or_copy(source: Path, target: Path) -> None:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
+
+
+class LiveProgress(Callback):
+    """Keeps the trial's ``live.json`` (read by :mod:`textsearch.live`): where in its epoch
+    the trial is, rewritten atomically at most every ``LIVE_EVERY_S`` seconds."""
+
+    def __init__(self, trial_dir: Path) -> None:
+        self.path = Path(trial_dir) / LIVE_FILE
+        self._written = 0.0
+        self._epoch_start = time.perf_counter()
+        self._samples = 0
+
+    def _write(self, state: dict[str, Any], force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._written < LIVE_EVERY_S:
+            return
+        self._written = now
+        tmp = self.path.with_name(f".{LIVE_FILE}.{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps({**state, "updated": now}))
+            os.replace(tmp, self.path)
+        except OSError:  # the view is a convenience: a full disk is the search's business
+            pass
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
+        self._epoch_start, self._samples = time.perf_counter(), 0
+        self._write(self._state(trainer, 0, "train"), force=True)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch,
+                           batch_idx: int) -> None:
+        self._samples += len(batch[1])
+        self._write(self._state(trainer, batch_idx + 1, "train"))
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._write(self._state(trainer, trainer.num_training_batches, "val"), force=True)
+
+    def _state(self, trainer: pl.Trainer, batch: int, stage: str) -> dict[str, Any]:
+        elapsed = max(time.perf_counter() - self._epoch_start, 1e-9)
+        total = trainer.num_training_batches
+        return {"epoch": trainer.current_epoch + 1, "max_epochs": trainer.max_epochs,
+                "batch": batch, "batches": int(total) if total != float("inf") else None,
+                "samples_per_s": self._samples / elapsed, "stage": stage,
+                "device": str(trainer.strategy.root_device), "pid": os.getpid()}
 
 
 class PrintReportCallback(Callback):
@@ -292,7 +356,9 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
               run_dir: Path, *, in_tune: bool, cpu_threads: int | None = None,
               ckpt_path: str | None = None, progress: bool = False,
               callbacks: list[Callback] | None = None, metric: str = "val_acc",
-              mode: str = "max", resumed: dict[str, Any] | None = None) -> TrainResult:
+              mode: str = "max", resumed: dict[str, Any] | None = None,
+              startup: dict[str, float] | None = None,
+              before_last_report: Callable[[], None] | None = None) -> TrainResult:
     """Train ``fixed`` + ``params`` (params win), as one trial of a search.
 
     In Tune, ``run_dir`` is the trial's folder in the search directory, and ``ckpt_path``
@@ -302,11 +368,9 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
     cfg = TrainConfig.from_dict({**fixed, **params})
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    reporter = (TuneReportCallback(run_dir, metric, mode, resumed) if in_tune
-                else PrintReportCallback())
+    reporter = (TuneReportCallback(run_dir, metric, mode, resumed, startup, before_last_report)
+                if in_tune else PrintReportCallback())
     if in_tune:  # the driver's live view reads where in its epoch the trial is
-        from textsearch.live import LiveProgress
-
         callbacks = [LiveProgress(run_dir), *(callbacks or [])]
     # In Tune, the checkpoints are the reporter's (latest.ckpt and best.ckpt).
     result = train(cfg, run_dir, bundle=bundle,
@@ -318,14 +382,16 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
     return result
 
 
-def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
-               fixed: dict[str, Any] | None = None, cpu_threads: int = 1,
-               metric: str = "val_acc", mode: str = "max") -> None:
-    """Ray Tune's entry point (wrapped with ``tune.with_parameters``).
+def trial_in_tune(config: dict[str, Any], bundle: DataBundle | None = None,
+                  fixed: dict[str, Any] | None = None, cpu_threads: int = 1,
+                  metric: str = "val_acc", mode: str = "max",
+                  started_at: float | None = None) -> None:
+    """A trial in Ray Tune (entered through :func:`textsearch.trainable.tune_trial`).
 
     ``fixed["gpus"]`` is the trial's GPU share; the GPU itself is the one Ray assigned.
     The trial continues from its folder's ``latest.ckpt`` when there is one: a search
-    resumed, or Ray retrying the trial after a crash.
+    resumed, or Ray retrying the trial after a crash.  ``started_at``: when the trial's
+    process took the trial (Unix s), reported with its other start-up times.
     """
     import ray
     from ray import tune
@@ -343,8 +409,35 @@ def tune_trial(config: dict[str, Any], bundle: DataBundle | None = None,
     context = tune.get_context()
     folder = stored_trial_dir(context.get_storage(), Path(context.get_trial_dir()))
     ckpt_path, resumed = resume_point(folder / LATEST_CHECKPOINT)
+    startup = {"process_started_at": psutil.Process().create_time(),
+               "modules_loaded_at": LOADED_AT, "trial_started_at": started_at or time.time()}
     run_trial(config, fixed, bundle, folder, in_tune=True, cpu_threads=cpu_threads,
-              ckpt_path=ckpt_path, resumed=resumed, metric=metric, mode=mode)
+              ckpt_path=ckpt_path, resumed=resumed, metric=metric, mode=mode, startup=startup,
+              before_last_report=lambda: test_the_best(folder.parent, bundle,
+                                                       fixed.get("gpus", 0)))
+
+
+def test_the_best(search_dir: Path, bundle: DataBundle | None, gpus: float) -> None:
+    """Once the search has handed out all its trials, a trial at its last epoch (logged, not
+    yet reported) tests the search's best checkpoint so far (its own or another trial's),
+    unless it was tested already.
+
+    No trial waits for this trial's slot then, so the test runs on the core (or GPU share)
+    the search's tail leaves idle, while the last trials still train, in a process that has
+    torch, Lightning and the data loaded.  A trial that ends as the new best tests itself; a
+    best stopped early (by ASHA) is tested by the next trial to end, and the search's end
+    tests the final best only if no trial did.  A test that fails here is left to the end
+    (the trial's own epochs are all logged by then).
+    """
+    try:
+        summary = summarize(search_dir)
+        if summary["num_trials"] < summary["num_samples"]:
+            return  # trials are still to come: one of them takes this slot now
+        evaluate_best(search_dir, bundle, gpus=gpus, summary=summary)
+    except Exception as err:  # noqa: BLE001 - the search's end tests the best again
+        print(f"textsearch: testing the best checkpoint of {search_dir} failed here "
+              f"({type(err).__name__}: {err}); the search's end tests it", file=sys.stderr,
+              flush=True)
 
 
 def stored_trial_dir(storage, trial_dir: Path) -> Path:
