@@ -290,6 +290,27 @@ def test_the_driver_leaves_torch_and_lightning_to_the_trials(tmp_path):
     assert best["test_acc"] == tested["test_acc"] and 0 < best["test_acc"] <= 1
 
 
+def test_a_checkpoint_being_tested_is_left_to_its_tester(tmp_path, capsys):
+    """While one process tests the best checkpoint (its claim in the trial's folder), another
+    that shares the search leaves it be; the search's end tests it regardless and clears the
+    claim (one left by a tester that was killed)."""
+    from textsearch.layout import TEST_CLAIM, TEST_METRICS
+    from textsearch.summary import evaluate_best, summarize
+
+    run_search_cli(tmp_path, capsys, "tiny.py", "c", "--gpus_per_trial", "0", "--scheduler",
+                   "fifo", "--num_samples", "1", "--max_epochs", "1")
+    search = tmp_path / "c"
+    tested = json.loads((search / "trial_0000" / TEST_METRICS).read_text())
+    (search / "trial_0000" / TEST_METRICS).unlink()
+    claim = search / "trial_0000" / TEST_CLAIM
+    claim.touch()
+    assert evaluate_best(search, shared=True) is None
+    assert not (search / "trial_0000" / TEST_METRICS).exists() and claim.exists()
+    assert evaluate_best(search) == pytest.approx(tested["test_acc"])
+    assert not claim.exists()
+    assert summarize(search)["best"]["test_acc"] == pytest.approx(tested["test_acc"])
+
+
 def test_the_best_is_tested_while_the_last_trial_still_trains(tmp_path, capsys):
     """Once no trial is left to start, the best checkpoint so far is tested on the freed
     core: trial 0's test.json is written before slow trial 1 has ended, and the summary's

@@ -40,6 +40,7 @@ PROGRESS_FILE = "progress.csv"  # in a trial's folder: one row per reported epoc
 LATEST_CHECKPOINT = "latest.ckpt"  # in a trial's folder: its last reported epoch
 BEST_CHECKPOINT = "best.ckpt"  # its best epoch by the search's metric (a hard link)
 TEST_METRICS = "test.json"  # that checkpoint's test metrics, once evaluated
+TEST_CLAIM = ".testing"  # there while a process tests that checkpoint (others leave it be)
 ERROR_FILE = "error.json"  # why the trial failed: exception type and line
 RETRAIN_DIR = "retrain"  # retrain/<trial>/: the winner trained again (textsearch.retrain)
 MODEL_FILE = "model.pt"  # in it: the exported model (TorchScript)

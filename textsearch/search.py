@@ -358,7 +358,7 @@ def disk_full_error(settings: SearchSettings) -> UserError:
         f"{settings.results_dir} --resume")
 
 
-def run_config(settings: SearchSettings, guard, verbose: bool = False):
+def run_config(settings: SearchSettings, guard, verbose: bool = False, callbacks=()):
     """Tune's run settings.  ``verbose``: Ray's own trial table every 30 s, beside the live
     view (otherwise Tune prints nothing of its own)."""
     from ray import tune
@@ -373,7 +373,7 @@ def run_config(settings: SearchSettings, guard, verbose: bool = False):
         # each trial writes its progress and checkpoints to its folder itself
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        callbacks=[guard],
+        callbacks=[guard, *callbacks],
         stop=guard,
         progress_reporter=reporter,
         verbose=1 if verbose else 0,
@@ -407,8 +407,9 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
         return bundle
 
     # The data is read (numpy and h5py, no torch) while Ray starts its processes.  torch
-    # and Lightning load in the trials' processes, which also test the best checkpoint
-    # (textsearch.trial.test_the_best); this one loads them only if none did.
+    # and Lightning load in the trials' processes, which also test the best checkpoint at
+    # the search's tail (textsearch.trial.test_the_best); this one loads them only to test
+    # on a slot that a trial stopped early freed (TailTest), or if nobody tested the best.
     with ThreadPoolExecutor(1, thread_name_prefix="textsearch-data") as pool:
         data = pool.submit(read_data)
         init_ray(address)  # it sets Ray's authentication mode before Ray is imported
@@ -439,6 +440,9 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
             print(ws.line(), flush=True)
     settings.save()
     guard = SearchGuard(str(settings.search_dir), searcher)
+    from textsearch.tail import TailTest
+
+    tail = TailTest(settings.search_dir, bundle, searcher)  # tests on slots freed at the tail
     concurrency = settings.max_concurrent or default_concurrency(settings, total_cpus, total_gpus)
     tuner = tune.Tuner(
         trainable,
@@ -452,7 +456,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
             reuse_actors=True,
             trial_dirname_creator=lambda t: trial_dir_name(searcher.number_of(t.trial_id)),
         ),
-        run_config=run_config(settings, guard, verbose),
+        run_config=run_config(settings, guard, verbose, [tail]),
     )
     from textsearch.live import LiveView
 
@@ -472,7 +476,8 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
         raise disk_full_error(settings)
     with contextlib.suppress(OSError):
         record_run(settings.search_dir, started, time.time(), steps)
-    evaluate_best(settings.search_dir, bundle)  # unless a trial at the tail tested the final best
+    tail.wait()
+    evaluate_best(settings.search_dir, bundle)  # unless the tail already tested the final best
     summary = summarize(settings.search_dir)
     write_summary(settings.search_dir, summary)
     summary["run_wall_s"] = time.time() - started  # this run's (the budget is per run)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from textsearch.layout import (
     RUNS_FILE,
     SETTINGS_FILE,
     SUMMARY_FILE,
+    TEST_CLAIM,
     TEST_METRICS,
     TRIALS_FILE,
     trial_dir_name,
@@ -221,12 +223,17 @@ def headline_test(summary: dict[str, Any]) -> tuple[str, float | None]:
 
 
 def evaluate_best(search_dir: Path, bundle=None, gpus: float | None = None,
-                  summary: dict[str, Any] | None = None) -> float | None:
+                  summary: dict[str, Any] | None = None, shared: bool = False,
+                  threads: int | None = None) -> float | None:
     """Test the best trial's ``best.ckpt`` (once per checkpoint: ``test.json``).
 
     ``gpus``: 0 for the CPU, else this process's GPU (None: one if this process has one).
-    ``summary``: the search's :func:`summarize`, if just read.  Returns the headline test
-    figure (the accuracy, or for lines the CER; None: no best trial).
+    ``summary``: the search's :func:`summarize`, if just read.  ``shared``: other processes
+    may test the same checkpoint meanwhile (the trials and the driver while a search runs):
+    it is left to the one that claimed it first (``.testing`` in its folder).  ``threads``:
+    torch's CPU threads for the test (None: as they are).  Returns the
+    headline test figure (the accuracy, or for lines the CER; None: no best trial, or
+    another process tests it).
     """
     summary = summary or summarize(search_dir)
     best = summary["best"]
@@ -234,19 +241,31 @@ def evaluate_best(search_dir: Path, bundle=None, gpus: float | None = None,
         return None
     if headline_test(summary)[1] is not None:
         return headline_test(summary)[1]
-    import torch
-
-    from textsearch.training import evaluate_checkpoint
-
-    # the checkpoint holds its config; the data is the search's, already in memory
-    if gpus is None:
-        gpus = 1 if torch.cuda.is_available() else 0
-    metrics = evaluate_checkpoint(Path(search_dir) / best["checkpoint"], bundle, gpus=gpus)
     folder = Path(search_dir) / Path(best["checkpoint"]).parent
-    from textsearch.data.util import atomic_path
+    claim = folder / TEST_CLAIM
+    if shared:
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return None
+    try:
+        import torch
 
-    with atomic_path(folder / TEST_METRICS) as tmp:  # read whole or not at all
-        tmp.write_text(json.dumps({"epoch": best["epoch"], **metrics}))
+        from textsearch.data.util import atomic_path
+        from textsearch.training import evaluate_checkpoint
+
+        if gpus is None:
+            gpus = 1 if torch.cuda.is_available() else 0
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:  # the checkpoint holds its config; the data is the search's, already in memory
+            metrics = evaluate_checkpoint(Path(search_dir) / best["checkpoint"], bundle, gpus=gpus)
+        finally:
+            torch.set_num_threads(before)
+        with atomic_path(folder / TEST_METRICS) as tmp:  # read whole or not at all
+            tmp.write_text(json.dumps({"epoch": best["epoch"], **metrics}))
+    finally:  # a claim left by a process that was killed: the search's end tests regardless
+        claim.unlink(missing_ok=True)
     return metrics.get("test_cer", metrics.get("test_acc"))
 
 

@@ -425,15 +425,16 @@ def test_the_best(search_dir: Path, bundle: DataBundle | None, gpus: float) -> N
     No trial waits for this trial's slot then, so the test runs on the core (or GPU share)
     the search's tail leaves idle, while the last trials still train, in a process that has
     torch, Lightning and the data loaded.  A trial that ends as the new best tests itself; a
-    best stopped early (by ASHA) is tested by the next trial to end, and the search's end
-    tests the final best only if no trial did.  A test that fails here is left to the end
-    (the trial's own epochs are all logged by then).
+    best another process is testing is left to it (:class:`textsearch.tail.TailTest` tests
+    on the slots that trials stopped early free), and the search's end tests the final best
+    only if nobody did.  A test that fails here is left to the end (the trial's own epochs
+    are all logged by then).
     """
     try:
         summary = summarize(search_dir)
         if summary["num_trials"] < summary["num_samples"]:
             return  # trials are still to come: one of them takes this slot now
-        evaluate_best(search_dir, bundle, gpus=gpus, summary=summary)
+        evaluate_best(search_dir, bundle, gpus=gpus, summary=summary, shared=True)
     except Exception as err:  # noqa: BLE001 - the search's end tests the best again
         print(f"textsearch: testing the best checkpoint of {search_dir} failed here "
               f"({type(err).__name__}: {err}); the search's end tests it", file=sys.stderr,
