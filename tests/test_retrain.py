@@ -52,6 +52,26 @@ def test_default_is_the_best_trial_for_the_searchs_epochs(tmp_path, capsys):
     assert (folder / "retrain" / "0001" / "model.pt").is_file()
 
 
+def test_optimisation_flags_replace_the_trials_own(tmp_path, capsys):
+    """--one_cycle_max_lr and --weight_decay reach the retraining's optimiser: its checkpoint
+    holds a one-cycle schedule peaking there and Adam's weight decay, the trial's lr is kept."""
+    import torch
+
+    folder = search_folder(tmp_path / "s", [(TrialState.COMPLETE, 0.5)])
+    code, err = run_main(retrain_main, [str(folder), "--no_progress", "--one_cycle_max_lr",
+                                        "0.02", "--weight_decay", "0.0001"], capsys)
+    assert code == 0, err
+    info = json.loads((folder / "retrain" / "0000" / "model.json").read_text())
+    assert info["config"]["one_cycle_max_lr"] == 0.02 and info["config"]["lr"] == FIXED["lr"]
+    (checkpoint,) = (folder / "retrain" / "0000" / "checkpoints").glob("*.ckpt")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    (schedule,) = state["lr_schedulers"]  # what Lightning stepped: torch's OneCycleLR
+    assert schedule["total_steps"] >= state["global_step"] > 0
+    (group,) = state["optimizer_states"][0]["param_groups"]  # what Adam was given
+    assert group["max_lr"] == 0.02 and group["initial_lr"] == pytest.approx(0.02 / 25)
+    assert group["weight_decay"] == 0.0001
+
+
 @pytest.mark.parametrize("make, argv, message", [
     (lambda d: d, [], "is not a search folder (no search.json)"),
     (lambda d: (d / "search.json").write_text("{}") and d, [], "search.json is missing or damaged"),

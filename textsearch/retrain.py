@@ -17,6 +17,12 @@ Examples::
 
     python -m textsearch.retrain runs/cnn_emnist-20261127-101500
     python -m textsearch.retrain runs/cnn_emnist-20261127-101500 --trial 3f2a9c1e --max_epochs 20
+    python -m textsearch.retrain runs/cnn_emnist-20261127-101500 --max_epochs 5 \\
+        --one_cycle_max_lr 0.004
+
+``--lr``, ``--one_cycle_max_lr`` and ``--weight_decay`` replace the trial's own for the
+retraining: a one-cycle schedule (peaking at a few times the searched ``lr``) makes the
+most of a fixed number of epochs.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from textsearch import cli
+from textsearch.config import OptimOptions
 from textsearch.errors import UserError, cli_entry
 from textsearch.layout import MODEL_FILE, MODEL_INFO, RETRAIN_DIR
+from textsearch.options import options_of
+from textsearch.train import add_config_flags
 
 
 def build_parser() -> cli.Parser:
@@ -50,6 +59,8 @@ def build_parser() -> cli.Parser:
     p.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the run")
     p.add_argument("--no_progress", "--no-progress", action="store_true",
                    help="no progress bar")
+    # the optimisation's options, declared once (OptimOptions); absent: the trial's own
+    add_config_flags(p, suppress=True, config_cls=OptimOptions)
     return p
 
 
@@ -85,8 +96,12 @@ def data_key(cfg) -> tuple[str, dict[str, Any]]:
 
 def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | None = None,
             data_fraction: float = 1.0, gpus: float | None = None, seed: int = 0,
-            progress: bool = True) -> Path:
-    """Retrain, test and export; returns the folder holding ``model.pt`` and ``model.json``."""
+            progress: bool = True, optim: dict[str, float] | None = None) -> Path:
+    """Retrain, test and export; returns the folder holding ``model.pt`` and ``model.json``.
+
+    ``optim``: options of :class:`textsearch.config.OptimOptions` (``lr``,
+    ``one_cycle_max_lr``, ``weight_decay``) that replace the trial's for the retraining.
+    """
     from textsearch.search import SearchSettings
 
     search_dir = Path(search_dir)
@@ -98,7 +113,8 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
     from textsearch.data import load_bundle
     from textsearch.training import TrainConfig, train
 
-    values = {**settings.fixed, **trial["config"], "max_epochs": max_epochs or settings.max_epochs,
+    values = {**settings.fixed, **trial["config"], **(optim or {}),
+              "max_epochs": max_epochs or settings.max_epochs,
               "data_fraction": data_fraction, "seed": seed,
               "gpus": gpus if gpus is not None else (1 if torch.cuda.is_available() else 0)}
     cfg = TrainConfig.from_dict(values)
@@ -173,8 +189,10 @@ def export(checkpoint: str | None, out: Path) -> Path:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    optim = {f.name: getattr(args, f.name) for f in options_of(OptimOptions)
+             if hasattr(args, f.name)}
     retrain(Path(args.search_dir), args.trial, args.max_epochs, args.data_fraction, args.gpus,
-            args.seed, progress=not args.no_progress)
+            args.seed, progress=not args.no_progress, optim=optim)
     return 0
 
 
