@@ -15,16 +15,19 @@ from benchmarks.common import (
     progress,
     search,
 )
+from benchmarks.precision import train_rate
 from textsearch.config import TrainConfig
 from textsearch.data import EMNIST, DataConfig
 from textsearch.layout import MODEL_FILE, MODEL_INFO
 from textsearch.retrain import retrain
+from textsearch.training import resolve_precision
 
 TARGET = 0.87  # test accuracy on the sample's natural class mix
 # The retraining's one-cycle schedule peaks at this many times the searched lr (constant lr
 # in the search): the previous run's winner (5 residual blocks, 38 channels), trained 3
 # epochs on the whole split, tested 0.8620 with it against 0.8392 at its constant lr.
 ONE_CYCLE_PEAK = 3.0
+RATE_SECONDS = 20.0  # timing the winner's training steps on two threads, for its epoch count
 
 
 def retrain_epochs(mode: Mode, samples_per_s: float, train_size: int) -> int:
@@ -46,14 +49,19 @@ def run(mode: Mode, results: Path) -> dict:
         raise RuntimeError(f"the accuracy search ended before any trial reported: its budget of "
                            f"{mode.accuracy_budget_s:g} s is too short on this machine")
     rows = progress(results / "accuracy-search")
-    # the best trial's training rate (1 thread, in the search); any trial's if its rows are
-    # not on disk yet (a search ended by its time budget may not have synced its last rows)
+    # the best trial's training rate (1 thread, beside another trial, in the search); any
+    # trial's if its rows are not on disk yet (a search ended by its time budget may not have
+    # synced its last rows)
     rates = [r["train_samples_per_s"] for r in rows if r["trial"] == f"trial_{best['trial_id']}"] \
         or [r["train_samples_per_s"] for r in rows]
-    rate = statistics.median(rates) if rates else None
+    search_rate = statistics.median(rates) if rates else None
     train_size = len(EMNIST(DataConfig(data_fraction=mode.retrain_fraction)).split_indices()[0])
-    epochs = retrain_epochs(mode, rate, train_size) if rate else mode.retrain_epochs
     torch.set_num_threads(2)
+    # the retraining has both cores: its epochs come from the winner's rate on two threads,
+    # measured here (the search's one-thread rate gave less than half the epochs that fit)
+    bf16 = resolve_precision("auto", "cpu") == "bf16-mixed"
+    rate = train_rate(best["config"], bf16, RATE_SECONDS)
+    epochs = retrain_epochs(mode, rate, train_size)
     start = time.time()
     # the user's command: python -m textsearch.retrain runs/<search> --max_epochs N ...
     peak = ONE_CYCLE_PEAK * best["config"].get("lr", TrainConfig().lr)  # the searched lr
@@ -65,7 +73,8 @@ def run(mode: Mode, results: Path) -> dict:
             "search_epochs": summary["total_epochs"], "search_max_epochs": mode.accuracy_epochs,
             "search_fraction": mode.accuracy_fraction, "search_status": summary["status_counts"],
             "search_best_val_acc": best["val_acc"], "search_best_test_acc": best["test_acc"],
-            "best_config": best["params"], "best_samples_per_s": rate,
+            "best_config": best["params"], "best_samples_per_s": search_rate,
+            "retrain_samples_per_s": rate,
             "retrain_train_size": train_size, "retrain_epochs": epochs,
             "retrain_fraction": mode.retrain_fraction, "retrain_s": time.time() - start,
             "retrain_one_cycle_max_lr": peak,
