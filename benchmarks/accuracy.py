@@ -20,14 +20,13 @@ from textsearch.config import TrainConfig
 from textsearch.data import EMNIST, DataConfig
 from textsearch.layout import MODEL_FILE, MODEL_INFO
 from textsearch.retrain import retrain
-from textsearch.training import resolve_precision
 
 TARGET = 0.87  # test accuracy on the sample's natural class mix
 # The retraining's one-cycle schedule peaks at this many times the searched lr (constant lr
 # in the search): the previous run's winner (5 residual blocks, 38 channels), trained 3
 # epochs on the whole split, tested 0.8620 with it against 0.8392 at its constant lr.
 ONE_CYCLE_PEAK = 3.0
-RATE_SECONDS = 20.0  # timing the winner's training steps on two threads, for its epoch count
+RATE_SECONDS = 20.0  # at most, timing the winner's steps on two threads, for its epochs
 
 
 def retrain_epochs(mode: Mode, samples_per_s: float, train_size: int) -> int:
@@ -59,8 +58,8 @@ def run(mode: Mode, results: Path) -> dict:
     torch.set_num_threads(2)
     # the retraining has both cores: its epochs come from the winner's rate on two threads,
     # measured here (the search's one-thread rate gave less than half the epochs that fit)
-    bf16 = resolve_precision("auto", "cpu") == "bf16-mixed"
-    rate = train_rate(best["config"], bf16, RATE_SECONDS)
+    bf16 = best["config"].get("precision") == "bf16-mixed"  # what its trial ran
+    rate = train_rate(best["config"], bf16, min(RATE_SECONDS, mode.retrain_budget_s / 10))
     epochs = retrain_epochs(mode, rate, train_size)
     start = time.time()
     # the user's command: python -m textsearch.retrain runs/<search> --max_epochs N ...

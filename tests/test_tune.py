@@ -310,6 +310,24 @@ def test_a_checkpoint_being_tested_is_left_to_its_tester(tmp_path, capsys):
     assert not claim.exists()
     assert summarize(search)["best"]["test_acc"] == pytest.approx(tested["test_acc"])
 
+    # a tester that read the summary before another one wrote test.json and dropped its
+    # claim takes the claim, finds test.json of that epoch, and leaves it as it is
+    metrics = search / "trial_0000" / TEST_METRICS
+    written = metrics.read_text()
+    metrics.unlink()
+    stale = summarize(search)
+    metrics.write_text(written)
+    os.utime(metrics, (1, 1))
+    assert evaluate_best(search, summary=stale, shared=True) == pytest.approx(tested["test_acc"])
+    assert metrics.stat().st_mtime == 1 and metrics.read_text() == written
+    assert not claim.exists()
+
+    # a claim left by a killed tester is cleared when a run of the search starts
+    claim.touch()
+    run_search_cli(tmp_path, capsys, "tiny.py", "c", "--resume")
+    assert not claim.exists()
+    assert json.loads(metrics.read_text()) == json.loads(written)
+
 
 def test_the_best_is_tested_while_the_last_trial_still_trains(tmp_path, capsys):
     """Once no trial is left to start, the best checkpoint so far is tested on the freed

@@ -419,7 +419,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     from ray.tune.search import ConcurrencyLimiter
 
     from textsearch.stopper import SearchGuard
-    from textsearch.summary import evaluate_best, summarize, write_summary
+    from textsearch.summary import clear_test_claims, evaluate_best, summarize, write_summary
 
     total_cpus, total_gpus = cluster_resources()
     if settings.gpus_per_trial is None:
@@ -443,6 +443,7 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     from textsearch.tail import TailTest
 
     tail = TailTest(settings.search_dir, bundle, searcher)  # tests on slots freed at the tail
+    clear_test_claims(settings.search_dir)  # no one tests yet: a claim left is a killed tester's
     concurrency = settings.max_concurrent or default_concurrency(settings, total_cpus, total_gpus)
     tuner = tune.Tuner(
         trainable,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,9 @@ def evaluate_best(search_dir: Path, bundle=None, gpus: float | None = None,
         except FileExistsError:
             return None
     try:
+        done = _json(folder / TEST_METRICS)  # tested by another process since summary was read
+        if shared and done is not None and done.get("epoch") == best["epoch"]:
+            return done.get("test_cer", done.get("test_acc"))
         import torch
 
         from textsearch.data.util import atomic_path
@@ -257,7 +261,8 @@ def evaluate_best(search_dir: Path, bundle=None, gpus: float | None = None,
         if gpus is None:
             gpus = 1 if torch.cuda.is_available() else 0
         before = torch.get_num_threads()
-        torch.set_num_threads(threads or before)
+        if threads:
+            torch.set_num_threads(threads)
         try:  # the checkpoint holds its config; the data is the search's, already in memory
             metrics = evaluate_checkpoint(Path(search_dir) / best["checkpoint"], bundle, gpus=gpus)
         finally:
@@ -267,6 +272,26 @@ def evaluate_best(search_dir: Path, bundle=None, gpus: float | None = None,
     finally:  # a claim left by a process that was killed: the search's end tests regardless
         claim.unlink(missing_ok=True)
     return metrics.get("test_cer", metrics.get("test_acc"))
+
+
+def evaluate_best_meanwhile(search_dir: Path, bundle, ready=None, **kwargs) -> None:
+    """:func:`evaluate_best` from a process that shares a running search (a trial at its last
+    epoch, the driver's tail thread), unless ``ready(summary)`` says not now.  A failure is
+    said on stderr and left to the search's end, which tests the best again."""
+    try:
+        summary = summarize(search_dir)
+        if ready is None or ready(summary):
+            evaluate_best(search_dir, bundle, summary=summary, shared=True, **kwargs)
+    except Exception as err:  # noqa: BLE001 - the search's end tests the best again
+        print(f"textsearch: testing the best checkpoint of {search_dir} failed here "
+              f"({type(err).__name__}: {err}); the search's end tests it", file=sys.stderr,
+              flush=True)
+
+
+def clear_test_claims(search_dir: Path) -> None:
+    """Claims left by testers that were killed (a run starts with none testing)."""
+    for claim in Path(search_dir).glob(f"trial_*/{TEST_CLAIM}"):
+        claim.unlink(missing_ok=True)
 
 
 def write_summary(search_dir: Path, summary: dict[str, Any]) -> None:

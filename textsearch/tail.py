@@ -12,7 +12,6 @@ fresh yet.  The driver loads torch and Lightning only when it tests.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from pathlib import Path
 
@@ -25,7 +24,6 @@ class TailTest(Callback):
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.again = False
-        self.started = 0  # evaluations started (for the benchmarks and tests)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         s = self.searcher
@@ -45,12 +43,10 @@ class TailTest(Callback):
             self.thread.start()
 
     def _run(self) -> None:
-        from textsearch.summary import evaluate_best
+        from textsearch.summary import evaluate_best_meanwhile
 
         while True:
-            self.started += 1
-            with contextlib.suppress(Exception):  # the search's end tries again
-                evaluate_best(self.search_dir, self.bundle, shared=True, threads=1)
+            evaluate_best_meanwhile(self.search_dir, self.bundle, threads=1)
             with self.lock:
                 if not self.again:
                     self.thread = None
@@ -62,7 +58,7 @@ class TailTest(Callback):
 
     def __setstate__(self, state: dict) -> None:
         self.searcher = None
-        self.lock, self.thread, self.again, self.started = threading.Lock(), None, False, 0
+        self.lock, self.thread, self.again = threading.Lock(), None, False
 
     def wait(self) -> None:
         """Until an evaluation in progress has finished."""

@@ -36,7 +36,7 @@ from textsearch.layout import (
     PROGRESS_FILE,
     TEST_METRICS,
 )
-from textsearch.summary import evaluate_best, finite_number, read_progress, summarize
+from textsearch.summary import evaluate_best_meanwhile, finite_number, read_progress
 from textsearch.training import (
     ConfigFile,
     TrainConfig,
@@ -430,15 +430,8 @@ def test_the_best(search_dir: Path, bundle: DataBundle | None, gpus: float) -> N
     only if nobody did.  A test that fails here is left to the end (the trial's own epochs
     are all logged by then).
     """
-    try:
-        summary = summarize(search_dir)
-        if summary["num_trials"] < summary["num_samples"]:
-            return  # trials are still to come: one of them takes this slot now
-        evaluate_best(search_dir, bundle, gpus=gpus, summary=summary, shared=True)
-    except Exception as err:  # noqa: BLE001 - the search's end tests the best again
-        print(f"textsearch: testing the best checkpoint of {search_dir} failed here "
-              f"({type(err).__name__}: {err}); the search's end tests it", file=sys.stderr,
-              flush=True)
+    evaluate_best_meanwhile(search_dir, bundle, gpus=gpus,  # not while trials are to come:
+                            ready=lambda summary: summary["num_trials"] >= summary["num_samples"])
 
 
 def stored_trial_dir(storage, trial_dir: Path) -> Path:
