@@ -174,9 +174,9 @@ def second_raylet(port: str) -> tuple[psutil.Process, str]:
 
 
 def test_worker_node_dies_mid_search(cluster, tmp_path):
-    """The second node's raylet is killed while a trial trains there: the trial is retried on
-    the head node from its last checkpoint, each epoch is logged once, and the search ends
-    with every trial counted once."""
+    """The second node dies (its raylet and workers killed) while a trial trains there: the
+    trial is retried on the head node from its last checkpoint, each epoch is logged once,
+    and the search ends with every trial counted once."""
     address, env = cluster
     raylet, second_node = second_raylet(env["TEXTSEARCH_TEST_SECOND_NODE_PORT"])
     log = (tmp_path / "search.log").open("w")
@@ -188,10 +188,17 @@ def test_worker_node_dies_mid_search(cluster, tmp_path):
     while time.time() < deadline and proc.poll() is None and victim is None:
         for trial, rs in reports(search).items():  # a trial training there, epochs to go
             if rs and len(rs) < 4 and rs[-1]["node_id"] == second_node:
-                victim = trial
+                victim, worker = trial, int(rs[-1]["pid"])
         time.sleep(0.2)
     assert victim is not None, (tmp_path / "search.log").read_text()[-3000:]
-    raylet.kill()  # the node dies: its raylet, and with it the trial's worker
+    # the node dies: its raylet and the workers it started, the trial's among them, at once
+    # (a worker left alone notices its raylet's death only within a second, long enough on a
+    # fast CPU to finish the trial's last epochs there)
+    node = [raylet, *raylet.children(recursive=True)]
+    assert worker in {p.pid for p in node}  # the process that trained the victim's epochs
+    for p in node:
+        p.kill()
+    psutil.wait_procs(node, timeout=10)
     assert proc.wait(timeout=600) == 0, (tmp_path / "search.log").read_text()[-3000:]
     summary = json.loads((search / "summary.json").read_text())
     assert summary["status_counts"] == {"completed": 3}
