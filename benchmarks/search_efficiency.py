@@ -42,14 +42,15 @@ def run(mode: Mode, results: Path, plots: Path = RESULTS) -> dict:
                              seed=seed, searcher=searcher, scheduler=scheduler, max_failures=0,
                              startup_trials=mode.startup_trials)
             best = summary["best"] or {}
-            runs[arm] = {"dir": str(results / name), "epochs": summary["total_epochs"],
+            # "dir" is inside --results: the saved JSON names no machine's path
+            runs[arm] = {"dir": name, "epochs": summary["total_epochs"],
                          "wall_s": summary["wall_s"], "best_val_acc": best.get("val_acc"),
                          "test_acc": best.get("test_acc")}
         overall = max(r["best_val_acc"] for r in runs.values())
         c_best = runs[ARM_C]["best_val_acc"]
         for r in runs.values():
-            r["epochs_to_within_1pt"] = epochs_to_reach(Path(r["dir"]), overall - 0.01)
-            r["epochs_to_within_1pt_of_c"] = epochs_to_reach(Path(r["dir"]), c_best - 0.01)
+            r["epochs_to_within_1pt"] = epochs_to_reach(results / r["dir"], overall - 0.01)
+            r["epochs_to_within_1pt_of_c"] = epochs_to_reach(results / r["dir"], c_best - 0.01)
         per_seed.append(runs)
     out = {}
     for arm in ARMS:
@@ -68,17 +69,17 @@ def run(mode: Mode, results: Path, plots: Path = RESULTS) -> dict:
     out["settings"] = {"num_samples": mode.search_samples, "max_epochs": mode.search_epochs,
                        "data_fraction": mode.search_fraction, "seeds": mode.seeds,
                        "tpe_startup_trials": mode.startup_trials}
-    plot_search(per_seed, plots / f"search_efficiency_{mode.name}.png")
+    plot_search(per_seed, results, plots / f"search_efficiency_{mode.name}.png")
     return out
 
 
-def plot_search(per_seed: list[dict], out: Path) -> None:
+def plot_search(per_seed: list[dict], results: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(per_seed), figsize=(5 * len(per_seed), 3.8), squeeze=False)
     for ax, runs, seed in zip(axes.flat, per_seed, range(len(per_seed))):
         for (arm, r), style in zip(runs.items(), ("-", "--", ":")):
-            rows = sorted(progress(Path(r["dir"])), key=lambda x: x["timestamp"])
+            rows = sorted(progress(results / r["dir"]), key=lambda x: x["timestamp"])
             best = np.maximum.accumulate([x["val_acc"] for x in rows])
             ax.step(range(1, len(best) + 1), best, where="post", label=arm, linestyle=style,
                     lw=2.5 if style == "-" else 1.8)

@@ -53,6 +53,11 @@ def test_search_and_accuracy_items_run_end_to_end(tmp_path):
     assert 0.0 <= acc["test_acc"] <= 1.0
     table = run.markdown(mode, res)
     assert search_efficiency.ARM_A in table and "test accuracy" in table
+    # the saved results name their searches and model inside --results, no machine's path
+    assert str(tmp_path) not in json.dumps(res)
+    assert (tmp_path / "work" / acc["model"]).is_file()
+    for arm in search_efficiency.ARMS:
+        assert (tmp_path / "work" / res["search"]["per_seed"][0][arm]["dir"] / "summary.json").is_file()
 
 
 def test_retraining_epochs_fit_the_time_budget():
