@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -344,3 +346,47 @@ def test_the_best_is_tested_while_the_last_trial_still_trains(tmp_path, capsys):
     assert len(slow) == 3
     written = (search / "trial_0000" / "test.json").stat().st_mtime
     assert written < float(slow[-1]["timestamp"]), (written, slow[-1]["timestamp"])
+
+
+def test_asha_stopping_a_trial_frees_a_core_that_tests_the_best_so_far(tmp_path, capsys):
+    """The driver's tail test: ASHA stops trial 1 at the first rung while trial 0 still
+    trains; the core it frees tests trial 0's best checkpoint so far, an epoch before its
+    last (a trial tests the best itself only at its own last epoch), and the summary's test
+    accuracy is still the final best's."""
+    search = tmp_path / "a"
+    test_file, progress = (search / "trial_0000" / name for name in ("test.json", "progress.csv"))
+    seen: list[tuple[int, int]] = []  # (the epoch trial 0's test.json names, its epochs logged)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                epoch = json.loads(test_file.read_text())["epoch"]
+                logged = len(list(csv.DictReader(progress.open())))
+            except (OSError, ValueError, KeyError):
+                epoch = None
+            if epoch is not None and (not seen or seen[-1][0] != epoch):
+                seen.append((epoch, logged))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        summary = run_search_cli(tmp_path, capsys, "tail_asha.py", "a", "--gpus_per_trial", "0",
+                                 "--max_concurrent", "2")
+    finally:
+        done.set()
+        watcher.join()
+    trials = {t["trial_id"]: t for t in summary["trials"]}
+    assert trials["0001"]["status"] == "stopped_early" and trials["0001"]["epochs"] == 1
+    last = 12  # the space's max_epochs
+    assert trials["0000"]["status"] == "completed" and trials["0000"]["epochs"] == last
+    # tested while trial 0 had epochs to go: the driver's test, not trial 0's own
+    assert any(logged < last for _, logged in seen), seen
+    # the final best, picked by hand from trial 0's own rows (trial 1 never learned)
+    rows = list(csv.DictReader(progress.open()))
+    accs = [float(r["val_acc"]) for r in rows]
+    best_epoch = int(rows[accs.index(max(accs))]["epoch"])
+    final = json.loads(test_file.read_text())
+    assert summary["best"]["epoch"] == final["epoch"] == best_epoch
+    assert summary["best"]["test_acc"] == final["test_acc"]
