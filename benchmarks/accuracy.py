@@ -55,21 +55,19 @@ def run(mode: Mode, results: Path) -> dict:
         or [r["train_samples_per_s"] for r in rows]
     search_rate = statistics.median(rates) if rates else None
     train_size = len(EMNIST(DataConfig(data_fraction=mode.retrain_fraction)).split_indices()[0])
-    torch.set_num_threads(2)
     # the retraining has both cores: its epochs come from the winner's rate on two threads,
     # measured here (the search's one-thread rate gave less than half the epochs that fit).
-    # Bare steps on random tensors run faster than Lightning's loop over real batches (the
-    # last run's 4 epochs took 1.39x the time the bare rate gave), so the bare two-thread rate
-    # is scaled by how the search's real one-thread rate compares with the bare one-thread
-    # rate, timed here too.
+    # Bare steps on random tensors can run faster than Lightning's loop over real batches (a
+    # run's 4 epochs took 1.39x the time the bare rate gave), so the bare two-thread rate is
+    # scaled by how the search's real one-thread rate compares with the bare one-thread rate.
     bf16 = best["config"].get("precision") == "bf16-mixed"  # what its trial ran
     seconds = min(RATE_SECONDS, mode.retrain_budget_s / 10)
-    bare_2 = train_rate(best["config"], bf16, seconds)
-    torch.set_num_threads(1)
-    bare_1 = train_rate(best["config"], bf16, seconds)
-    torch.set_num_threads(2)
-    loop_share = min(1.0, search_rate / bare_1) if search_rate else 1.0
-    rate = bare_2 * loop_share
+    bare = {}
+    for threads in (1, 2):  # ends on two threads, as the retraining runs
+        torch.set_num_threads(threads)
+        bare[threads] = train_rate(best["config"], bf16, seconds)
+    loop_share = min(1.0, search_rate / bare[1]) if search_rate else 1.0
+    rate = bare[2] * loop_share
     epochs = retrain_epochs(mode, rate, train_size)
     start = time.time()
     # the user's command: python -m textsearch.retrain runs/<search> --max_epochs N ...
@@ -83,7 +81,7 @@ def run(mode: Mode, results: Path) -> dict:
             "search_fraction": mode.accuracy_fraction, "search_status": summary["status_counts"],
             "search_best_val_acc": best["val_acc"], "search_best_test_acc": best["test_acc"],
             "best_config": best["params"], "best_samples_per_s": search_rate,
-            "retrain_samples_per_s": rate, "bare_samples_per_s": {"1": bare_1, "2": bare_2},
+            "retrain_samples_per_s": rate, "bare_samples_per_s": bare,
             "loop_share": loop_share,
             "retrain_train_size": train_size, "retrain_epochs": epochs,
             "retrain_fraction": mode.retrain_fraction, "retrain_s": time.time() - start,
