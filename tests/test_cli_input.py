@@ -34,7 +34,8 @@ BOOLEAN = (argparse.BooleanOptionalAction, argparse._StoreTrueAction)
 MISUSE = {
     "train": {"batchnorm": ["--model_class", "MLP"], "balance": ["--data_class", "MNIST"]},
     "tune": {"debug": ["--address", "auto"], "resume": ["--warm_start", "/tmp"],
-             "list": ["--resume"], "no_report": ["--debug"], "verbose": ["--debug"]},
+             "list": ["--resume"], "no_report": ["--debug"], "verbose": ["--debug"],
+             "no_first_trial": ["--debug"]},
 }
 NO_MISUSE = {"no_progress_bar", "no_progress"}  # output switches: every combination is valid
 
@@ -217,7 +218,8 @@ EXPECTED_FLAGS = {
               "num_test_lines"},
     "tune": {"address", "cpus_per_trial", "data_fraction", "debug", "fast_dev_run",
              "gpus_per_trial", "grace_period", "limit_train_batches", "list", "max_concurrent",
-             "max_epochs", "max_failures", "name", "no_report", "num_samples", "objectives",
+             "max_epochs", "max_failures", "name", "no_first_trial", "no_report", "num_samples",
+             "objectives",
              "overfit_batches", "precision", "reduction_factor", "results_dir", "resume",
              "scheduler", "searcher", "seed", "set", "space", "startup_trials", "time_budget_s",
              "warm_start", "verbose", "live_interval_s"},

@@ -64,9 +64,10 @@ class SearchSettings:
     cpus_per_trial: int = 1
     time_budget_s: float = 0.0
     max_failures: int = 2
-    searcher: str = "tpe"  # "tpe" (Optuna's TPE) or "random" (Optuna's random sampler)
+    searcher: str = "tpe"  # "tpe", "gp" or "random": Optuna's TPE, GP or random sampler
     scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
-    startup_trials: int | None = None  # TPE samples at random first (None: by num_samples)
+    startup_trials: int | None = None  # TPE/GP sample at random first (None: by num_samples)
+    first_trial: bool = True  # a fresh search runs a known-good config first (see first_config)
     fixed: dict[str, Any] = field(default_factory=dict)
     # [[metric, mode], ...] when several objectives are searched (the first is metric/mode)
     objectives: list[list[str]] | None = None
@@ -286,7 +287,7 @@ def search_lock(search_dir: Path) -> Iterator[None]:
 
 
 # -- the search -----------------------------------------------------------------------------
-SEARCHERS = ("tpe", "random")
+SEARCHERS = ("tpe", "gp", "random")
 SCHEDULERS = ("asha", "fifo")
 
 
@@ -322,6 +323,24 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     return StudySearcher(search_dir, space.space, settings.objective_list, settings.max_epochs,
                          settings.num_samples, sampler,
                          out_of_space=functools.partial(out_of_space, search_dir))
+
+
+def first_config(settings: SearchSettings, space: SearchSpace, warm_starts=()
+                 ) -> tuple[dict[str, Any], str] | None:
+    """What a fresh search runs as its first trial, and where it comes from: the best trial
+    of its ``--warm_start`` searches (one objective), else the space's known-good config
+    (``DEFAULTS["first_trial"]``); None with ``--no_first_trial`` or when there is neither."""
+    if not settings.first_trial:
+        return None
+    if not settings.multi_objective:
+        from textsearch.warmstart import best_params
+
+        best = best_params(warm_starts, settings.mode)
+        if best:
+            return best, "warm_start"
+    if space.defaults.first_trial:
+        return dict(space.defaults.first_trial), "space"
+    return None
 
 
 def trial_fixed_config(settings: SearchSettings) -> dict[str, Any]:
@@ -432,12 +451,18 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     if not resume:
         settings.copy_space(space)
     searcher = make_searcher(settings, space)  # resolves the TPE start-up default
+    warm_starts = []
     if settings.warm_start and not resume:
         from textsearch.warmstart import add_to_study
 
-        for ws in add_to_study(searcher.study, settings.warm_start, space,
-                               settings.objective_list):
+        warm_starts = add_to_study(searcher.study, settings.warm_start, space,
+                                   settings.objective_list)
+        for ws in warm_starts:
             print(ws.line(), flush=True)
+    if not resume:
+        first = first_config(settings, space, warm_starts)
+        if first:
+            searcher.enqueue_first(*first)
     settings.save()
     guard = SearchGuard(str(settings.search_dir), searcher)
     from textsearch.tail import TailTest

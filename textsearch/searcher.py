@@ -36,6 +36,7 @@ from ray.tune.search import Searcher
 
 from textsearch.study import (
     CONFIG_ATTR,
+    FIRST_TRIAL_ATTR,
     RAY_TRIAL_ATTR,
     VALUES_BY_EPOCH,
     is_own,
@@ -69,7 +70,9 @@ class StudySearcher(Searcher):
         self.out_of_space = out_of_space
         self.study, self.storage = open_study(search_dir, sampler=sampler)
         own = [t for t in self.study.get_trials(deepcopy=False) if is_own(t)]
-        self.asked = len(own)  # the search's own trials so far, toward num_samples
+        # the search's own trials so far, toward num_samples (a WAITING one, the enqueued
+        # first trial of a run that ended before asking for it, is asked for later)
+        self.asked = sum(t.state != TrialState.WAITING for t in own)
         # interrupted trials of earlier runs, handed out again before any new one
         self.unfinished = [t.number for t in own if t.state == TrialState.RUNNING]
         self.numbers: dict[str, int] = {}  # Ray trial id -> study trial number
@@ -108,6 +111,12 @@ class StudySearcher(Searcher):
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         self.numbers[trial_id], self.trials[trial_id] = number, trial
         return config
+
+    def enqueue_first(self, params: dict[str, Any], source: str) -> None:
+        """Make ``params`` the next trial Optuna hands out (Optuna's ``enqueue_trial``);
+        ``source`` ("space" or "warm_start") is kept in its user attribute ``first_trial``.
+        Parameters the space does not ask for in that trial are ignored by Optuna."""
+        self.study.enqueue_trial(params, user_attrs={FIRST_TRIAL_ATTR: source})
 
     def number_of(self, trial_id: str) -> int:
         """The study trial number a Ray trial runs (it names the trial's folder)."""

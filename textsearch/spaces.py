@@ -45,13 +45,16 @@ class SearchDefaults:
     fixed: TrainConfig values shared by all trials (dataset, model, ...).
     metric/mode: what the search optimises (a reported metric, 'max' or 'min').
     max_epochs: epochs of a trial that is never stopped. num_samples: trials.
-    grace_period: epochs every trial gets before ASHA may stop it.
-    reduction_factor: ASHA keeps the best 1/reduction_factor at each rung.
+    grace_period: epochs every trial gets before ASHA may stop it; reduction_factor: ASHA
+    keeps the best 1/reduction_factor at each rung (None: both chosen from max_epochs by
+    :func:`textsearch.budget.asha_from_budget`).
     data_fraction: share of the training split each trial trains on.
     max_concurrent: trials at once (0: as many as resources allow).
     objectives: 2 or 3 reported metrics searched together, e.g. ``{"val_acc": "max",
     "train_samples_per_s": "max"}`` (Optuna then proposes trials for the Pareto front, ASHA
     stops trials on the first one); None: the one objective ``metric``/``mode``.
+    first_trial: a known-good config (searched parameters and their values), run as trial 0
+    of a fresh search so no search starts blind; checked against the space when it loads.
     """
 
     fixed: dict[str, Any] = field(default_factory=dict)
@@ -59,11 +62,12 @@ class SearchDefaults:
     mode: str = "max"
     max_epochs: int = 10
     num_samples: int = 20
-    grace_period: int = 1
-    reduction_factor: int = 3
+    grace_period: int | None = None
+    reduction_factor: float | None = None
     data_fraction: float = 1.0
     max_concurrent: int = 0
     objectives: dict[str, str] | None = None
+    first_trial: dict[str, Any] | None = None
 
     def validate(self, where: str) -> None:
         if self.objectives is not None:
@@ -72,10 +76,16 @@ class SearchDefaults:
         if self.mode not in ("max", "min"):
             raise UserError(f"{where}: DEFAULTS mode must be 'max' or 'min', got {self.mode!r}")
         for name in ("max_epochs", "num_samples", "grace_period"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+            value = getattr(self, name)
+            if (value is not None or name != "grace_period") and (
+                    not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise UserError(f"{where}: DEFAULTS {name} must be a positive integer")
-        if not isinstance(self.reduction_factor, (int, float)) or self.reduction_factor <= 1:
+        rf = self.reduction_factor
+        if rf is not None and (not isinstance(rf, (int, float)) or isinstance(rf, bool) or rf <= 1):
             raise UserError(f"{where}: DEFAULTS reduction_factor must be > 1")
+        if self.first_trial is not None and (
+                not isinstance(self.first_trial, dict) or not self.first_trial):
+            raise UserError(f"{where}: DEFAULTS first_trial must be a dict of parameter values")
         TrainConfig.from_dict(self.fixed)
 
 
@@ -184,7 +194,31 @@ def load(name_or_path: str) -> SearchSpace:
         raise UserError(f"search space {path}: {err}") from None
     s = SearchSpace(path.stem, path, describe(path), fn, defaults)
     sample(s, seed=0)  # fail now, with file and line, rather than inside the search
+    if defaults.first_trial:
+        check_first_trial(s)
     return s
+
+
+def check_first_trial(space: SearchSpace) -> None:
+    """``DEFAULTS["first_trial"]`` must be a config the space can propose: each value inside
+    the range the space gives it (conditional ranges included), each name one it searches."""
+    first = space.defaults.first_trial or {}
+    replay = AnsweringTrial(first, strict=True)
+    where = f"search space {space.path}: DEFAULTS first_trial"
+    try:
+        ret = space.space(replay)
+    except AnswerOutOfRange as err:
+        raise UserError(f"{where}: {err}") from None
+    except Exception as err:
+        raise _user_code_error(space.path, err) from None
+    unknown = sorted(set(first) - replay.asked)
+    if unknown:
+        raise UserError(f"{where}: {', '.join(unknown)} not searched by the space; it searches "
+                        f"{', '.join(sorted(replay.asked))}")
+    try:
+        TrainConfig.from_dict({**space.defaults.fixed, **first, **(ret or {})})
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
 
 
 def sample(space: SearchSpace, seed: int, pinned: dict[str, str] | None = None

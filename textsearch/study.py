@@ -33,6 +33,7 @@ WARM_START_ATTR = "warm_start_from"  # user attribute of trials copied from an o
 CONFIG_ATTR = "config"  # user attribute: everything the space function returned for a trial
 RAY_TRIAL_ATTR = "ray_trial_id"  # user attribute: the Ray trial that last ran a study trial
 VALUES_BY_EPOCH = "values_by_epoch"  # user attribute of multi-objective trials: epoch -> values
+FIRST_TRIAL_ATTR = "first_trial"  # user attribute of an enqueued first trial: "space" or "warm_start"
 
 STATUS = {  # how a search names the study's trial states
     TrialState.COMPLETE: "completed",  # ran all its epochs
@@ -224,11 +225,19 @@ def default_startup_trials(num_samples: int) -> int:
 
 
 def make_sampler(searcher: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
-    """TPE as Optuna advises for conditional define-by-run spaces, or random search.
+    """TPE as Optuna advises for conditional define-by-run spaces, a Gaussian process, or
+    random search.
 
-    ``multivariate`` models the parameters jointly; ``group`` splits the space by which
+    TPE: ``multivariate`` models the parameters jointly; ``group`` splits the space by which
     parameters a trial used, so conditional parameters are modelled where they exist;
-    ``constant_liar`` keeps concurrent trials from proposing the same point.
+    ``constant_liar`` keeps concurrent trials from proposing the same point.  It ranks a
+    PRUNED trial by the epochs it reached, so ASHA's stops teach it too.
+
+    GP (Optuna's ``GPSampler``, which loads torch in the driver once it models): it models
+    the parameters every COMPLETE trial shares (categorical ones included) and draws the
+    rest (a range that depends on another parameter, such as ``downsample_every``) from a
+    seeded random sampler; running trials count as pending points.  It learns from COMPLETE
+    trials only: under ASHA, from the trials that ran to ``max_epochs``.
     """
     import warnings
 
@@ -236,5 +245,10 @@ def make_sampler(searcher: str, seed: int, startup_trials: int) -> optuna.sample
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if searcher == "gp":
+            return optuna.samplers.GPSampler(
+                seed=seed, n_startup_trials=startup_trials,
+                independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                warn_independent_sampling=False)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials,
                                           multivariate=True, group=True, constant_liar=True)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from textsearch import cli, spaces, warmstart
+from textsearch.budget import asha_from_budget
 from textsearch.config import PRECISIONS, parse_objectives
 from textsearch.errors import UserError, cli_entry
 from textsearch.layout import SETTINGS_FILE, SUMMARY_FILE
@@ -29,9 +30,9 @@ from textsearch.search import SCHEDULERS, SEARCHERS
 
 EXIT_INTERRUPTED = 130
 # Flags that shape a search and that a --debug run (one trial, no Ray) would ignore.
-SEARCH_ONLY = ("resume", "address", "warm_start", "no_report", "num_samples", "grace_period",
-               "reduction_factor", "max_concurrent", "startup_trials", "time_budget_s",
-               "objectives", "verbose", "live_interval_s")
+SEARCH_ONLY = ("resume", "address", "warm_start", "no_first_trial", "no_report", "num_samples",
+               "grace_period", "reduction_factor", "max_concurrent", "startup_trials",
+               "time_budget_s", "objectives", "verbose", "live_interval_s")
 
 
 def build_parser() -> cli.Parser:
@@ -42,15 +43,15 @@ def build_parser() -> cli.Parser:
     g = p.add_argument_group("search (defaults come from the space file)")
     g.add_argument("--num_samples", "--num-samples", type=cli.positive_int, help="number of trials")
     g.add_argument("--max_epochs", "--max-epochs", type=cli.positive_int, help="epochs of a full trial (ASHA max_t)")
-    g.add_argument("--grace_period", "--grace-period", type=cli.positive_int, help="ASHA: epochs before a trial may be stopped")
-    g.add_argument("--reduction_factor", "--reduction-factor", type=cli.positive_float, help="ASHA: keep the best 1/reduction_factor per rung (> 1)")
+    g.add_argument("--grace_period", "--grace-period", type=cli.positive_int, help="ASHA: epochs before a trial may be stopped (default: the space's, else chosen from --max_epochs)")
+    g.add_argument("--reduction_factor", "--reduction-factor", type=cli.positive_float, help="ASHA: keep the best 1/reduction_factor per rung (> 1; default: the space's, else chosen from --max_epochs)")
     g.add_argument("--max_concurrent", "--max-concurrent", type=cli.nonnegative_int, help="trials at once (0: as resources allow)")
     g.add_argument("--gpus_per_trial", "--gpus-per-trial", type=cli.nonnegative_float, help="GPUs per trial, fractions allowed (default: 0 without GPUs, else 0.25)")
     g.add_argument("--precision", choices=PRECISIONS, help="Lightning precision of every trial (default auto: bf16-mixed where the device has native bf16, else 32; 16-mixed needs a GPU)")
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
     g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
-    g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE or random search")
-    g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE: trials sampled at random before TPE models the results (default: half of --num_samples, 2 to 10)")
+    g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE, a Gaussian process (gp) or random search")
+    g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE and gp: trials sampled at random before the sampler models the results (default: half of --num_samples, 2 to 10)")
     g.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
     g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds (each run: a --resume gets as many again)")
@@ -61,6 +62,7 @@ def build_parser() -> cli.Parser:
     g.add_argument("--results_dir", "--results-dir", type=cli.folder_path, default="runs", help="where searches are written")
     g.add_argument("--address", type=cli.nonempty_str, help="an existing Ray cluster: 'auto', 'host:port' or 'ray://host:port'")
     g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest of --space); with a larger --num_samples, run more trials")
+    g.add_argument("--no_first_trial", "--no-first-trial", action="store_true", help="start from a sampled trial, not the space's known-good config (DEFAULTS first_trial) or a --warm_start search's best")
     g.add_argument("--no_report", "--no-report", action="store_true", help="do not write report.html at the end")
     g.add_argument("--verbose", action="store_true", help="also print Ray Tune's own trial table every 30 s")
     g.add_argument("--live_interval_s", "--live-interval-s", type=cli.positive_float, help="seconds between live-view updates (default: 1 on a terminal, else 10)")
@@ -117,14 +119,17 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
 
     d = space.defaults
     fixed = fixed_config(args, space)
+    grace_period, reduction_factor = asha_from_budget(fixed["max_epochs"])
+    grace_period = args.grace_period or d.grace_period or grace_period
+    reduction_factor = args.reduction_factor or d.reduction_factor or reduction_factor
     settings = SearchSettings(
         space=space.name, space_source=args.space,
         name=args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         results_dir=str(Path(args.results_dir).resolve()),
         num_samples=args.num_samples or d.num_samples,
         max_epochs=fixed["max_epochs"],
-        grace_period=args.grace_period or d.grace_period,
-        reduction_factor=args.reduction_factor or d.reduction_factor,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
         metric=d.metric, mode=d.mode, seed=args.seed,
         max_concurrent=args.max_concurrent if args.max_concurrent is not None else d.max_concurrent,
         gpus_per_trial=args.gpus_per_trial,
@@ -134,6 +139,7 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
         searcher=args.searcher,
         scheduler=args.scheduler,
         startup_trials=args.startup_trials,
+        first_trial=not args.no_first_trial,
         fixed=fixed,
     )
     objectives = parse_objectives(args.objectives, "--objectives") if args.objectives else \

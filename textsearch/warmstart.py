@@ -135,3 +135,16 @@ def add_to_study(study, sources: list[str], space, objectives: list[tuple[str, s
             study.add_trials(ws.trials)
         results.append(ws)
     return results
+
+
+def best_params(warm_starts: list[WarmStart], mode: str) -> dict[str, Any] | None:
+    """The parameters of the best trial the old searches gave (by the value it ended on, as
+    TPE ranks it), or None if they gave none."""
+    from textsearch.study import last_value
+
+    scored = [(v, t) for ws in warm_starts for t in ws.trials
+              if (v := last_value(t)) is not None]
+    if not scored:
+        return None
+    pick = max if mode == "max" else min
+    return dict(pick(scored, key=lambda vt: vt[0])[1].params)
