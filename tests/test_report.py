@@ -124,3 +124,24 @@ def test_notebook_runs_top_to_bottom(name, search_dir, monkeypatch):
     images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs
                  if "image/png" in o.get("data", {}))
     assert images >= 3
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_best_so_far_against_trials_never_goes_back(tmp_path, mode):
+    """Trial 1 reaches its best late, after trial 2's reports: the plot of the best of trials
+    1..k must hold trial 1's best at k = 2 (it once drew 0.753, then 0.675, then 0.753)."""
+    import pandas as pd
+
+    from textsearch.plots import SearchData, best_by_trial, plot_best_vs_trials
+
+    sign = 1 if mode == "max" else -1  # a minimised metric: the same numbers, negated
+    reports = [("a", 1, 1.0, 0.600), ("b", 1, 2.0, 0.500), ("b", 2, 4.0, 0.675),
+               ("a", 2, 10.0, 0.753), ("c", 1, 12.0, 0.700)]
+    epochs = pd.DataFrame([{"trial_id": t, "status": "completed", "epoch": e, "timestamp": ts,
+                            "m": sign * v} for t, e, ts, v in reports])
+    data = SearchData(tmp_path, {"metric": "m", "mode": mode}, pd.DataFrame(), epochs)
+    # by hand: trial a's best is 0.753, b's 0.675, c's 0.700; the best of the first k trials
+    expected = [sign * 0.753] * 3
+    assert list(best_by_trial(data)) == pytest.approx(expected)
+    fig = plot_best_vs_trials(data)
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx(expected)

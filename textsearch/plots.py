@@ -115,6 +115,17 @@ def best_so_far(data: SearchData) -> pd.DataFrame:
     return df
 
 
+def best_by_trial(data: SearchData) -> pd.Series:
+    """The best metric of trials 1..k (in order of first report), for each k: a running
+    maximum (minimum for a minimised metric) of each trial's own best report."""
+    df = best_so_far(data)
+    if df.empty:
+        return pd.Series(dtype=float)
+    own = df.groupby("trial_index")[data.metric]
+    own_best = own.max() if data.mode == "max" else own.min()
+    return own_best.cummax() if data.mode == "max" else own_best.cummin()
+
+
 def search_start(data: SearchData, reports: pd.DataFrame) -> float:
     """When the search started: its first run's start, else the first report less its epoch."""
     from textsearch.summary import read_runs
@@ -145,7 +156,7 @@ def plot_best_vs_trials(data: SearchData):
     df = best_so_far(data)
     fig, ax = plt.subplots(figsize=(7, 4))
     if not df.empty:
-        per_trial = df.groupby("trial_index")["best"].last()
+        per_trial = best_by_trial(data)
         ax.step(per_trial.index, per_trial.values, where="post", color="tab:green", lw=2, marker="o")
         ax.set_xticks(per_trial.index)
     ax.set(title=f"Best {data.metric} so far against trials started",
