@@ -64,6 +64,9 @@ class Mode:
     lines_fraction: float = 1.0  # share of the training lines,
     lines_retrain_epochs: int = 15  # then at most this many epochs for the best,
     lines_retrain_budget_s: float = 900  # fitting in this many seconds at its measured rate
+    quality_seeds: int = 5  # search quality: seeds per budget, and budgets: (trials,
+    # max epochs per trial, share of the training split)
+    quality_budgets: tuple[tuple[int, int, float], ...] = ((8, 3, 0.05), (30, 6, 0.10))
 
 
 QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurrency_fraction=0.02,
@@ -74,7 +77,8 @@ QUICK = Mode("quick", reps=2, loader_batches=60, overhead_fraction=0.02, concurr
              gpu_epochs=1, plain_samples=2, plain_epochs=1, plain_fraction=0.01,
              fixed_samples=2, fixed_epochs=1, fusion_seconds=1.0, precision_epochs=1,
              precision_fraction=0.01, lines_budget_s=60, lines_epochs=1, lines_fraction=0.05,
-             lines_retrain_epochs=1, lines_retrain_budget_s=30)
+             lines_retrain_epochs=1, lines_retrain_budget_s=30, quality_seeds=2,
+             quality_budgets=((3, 2, 0.01),))
 FULL = Mode("full", reps=3, loader_batches=300, overhead_fraction=0.15, concurrency_fraction=0.15,
             seeds=3, search_samples=10, search_epochs=4, search_fraction=0.05,
             accuracy_budget_s=1800, accuracy_fraction=0.1, accuracy_epochs=6, retrain_epochs=20,

@@ -29,12 +29,12 @@ from textsearch.data import EMNIST  # noqa: E402
 # item name -> its module in benchmarks/ (each has run(mode, results) and rows/section(result))
 ITEMS = {"data_path": "data_path", "lines": "lines", "startup": "startup", "overhead": "overhead",
          "plain": "plain",
-         "concurrency": "concurrency", "search": "search_efficiency", "tpe_startup": "tpe_startup",
+         "concurrency": "concurrency", "search_quality": "search_quality", "tpe_startup": "tpe_startup",
          "accuracy": "accuracy", "warm_start": "warm_start", "fusion": "fusion",
          "memory_format": "memory_format", "gpu": "gpu", "lines_search": "lines_search",
          "precision": "precision"}
 # the order of the text sections below the table
-SECTIONS = ["startup", "plain", "search", "accuracy", "lines_search", "tpe_startup", "warm_start", "fusion",
+SECTIONS = ["startup", "search_quality", "plain", "accuracy", "lines_search", "tpe_startup", "warm_start", "fusion",
             "memory_format", "precision", "gpu"]
 
 

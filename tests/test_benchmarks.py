@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 
 import pytest
 
-from benchmarks import accuracy, data_path, gpu, lines, run, search_efficiency, tpe_startup
+from benchmarks import accuracy, data_path, gpu, lines, run, search_quality, tpe_startup, warm_start
 from benchmarks.common import FULL, QUICK, settings_for
 
 
@@ -29,35 +30,49 @@ def test_epochs_to_reach_orders_reports_by_time(tmp_path):
     other = tmp_path / "trial_b"
     other.mkdir()
     (other / "progress.csv").write_text("val_acc,timestamp,epoch\n0.45,20,1\n")
-    assert search_efficiency.epochs_to_reach(tmp_path, 0.44) == 2
-    assert search_efficiency.epochs_to_reach(tmp_path, 0.5) == 3
-    assert search_efficiency.epochs_to_reach(tmp_path, 0.9) is None
+    assert warm_start.epochs_to_reach(tmp_path, 0.44) == 2
+    assert warm_start.epochs_to_reach(tmp_path, 0.5) == 3
+    assert warm_start.epochs_to_reach(tmp_path, 0.9) is None
 
 
-def test_search_and_accuracy_items_run_end_to_end(tmp_path):
-    """Three real tiny searches per seed and a time-boxed search + retraining, on synthetic EMNIST."""
+def test_search_quality_and_accuracy_items_run_end_to_end(tmp_path):
+    """Each arm of the search-quality item as a user runs it (2 tiny budgets' worth: one
+    budget, two seeds), and a time-boxed search + retraining, on synthetic EMNIST."""
     mode = dataclasses.replace(
-        QUICK, seeds=1, search_samples=2, search_epochs=2, search_fraction=1.0, startup_trials=1,
-        accuracy_budget_s=40, accuracy_fraction=1.0, accuracy_epochs=1, retrain_epochs=2,
-        retrain_budget_s=15, retrain_fraction=1.0)
-    res = {"search": search_efficiency.run(mode, tmp_path / "work", plots=tmp_path),
+        QUICK, quality_seeds=2, quality_budgets=((2, 2, 1.0),), accuracy_budget_s=40,
+        accuracy_fraction=1.0, accuracy_epochs=1, retrain_epochs=2, retrain_budget_s=15,
+        retrain_fraction=1.0)
+    res = {"search_quality": search_quality.run(mode, tmp_path / "work", plots=tmp_path),
            "accuracy": accuracy.run(mode, tmp_path / "work")}
-    assert (tmp_path / "search_efficiency_quick.png").stat().st_size > 0
-    for arm in search_efficiency.ARMS:
-        r = res["search"][arm]
-        assert 0.0 <= r["best_val_acc"]["median"] <= 1.0
-        assert 2 <= r["epochs"]["median"] <= 4  # 2 trials, at most 2 epochs each
-    assert res["search"][search_efficiency.ARM_C]["epochs"]["median"] == 4
+    assert (tmp_path / "search_quality_2x2_quick.png").stat().st_size > 0
+    r = res["search_quality"]["2x2"]
+    assert r["seeds"] == [0, 1] and r["arms"] == list(search_quality.ARMS)
+    for seed in r["per_seed"]:
+        for arm, a in seed["arms"].items():
+            # every arm's epochs and best, counted here from what it wrote
+            if arm == search_quality.PLAIN:
+                lines = [json.loads(x) for x in (tmp_path / "work" / a["dir"]).read_text().splitlines()]
+                vals = [x["val_acc"] for x in lines if "epoch" in x]
+            else:
+                rows = [row for f in (tmp_path / "work" / a["dir"]).glob("trial_*/progress.csv")
+                        for row in csv.DictReader(f.open())]
+                vals = [float(row["val_acc"]) for row in rows]
+            assert a["epochs"] == len(vals) and a["best_val_acc"] == pytest.approx(max(vals))
+            assert 0.0 <= a["test_acc"] <= 1.0
+        assert seed["arms"][search_quality.RANDOM]["epochs"] == 4  # 2 trials x 2 epochs
+        assert 2 <= seed["arms"][search_quality.PLAIN]["epochs"] <= 4
+    versus = r["versus"]["textsearch"]
+    diffs = [s["arms"]["textsearch"]["best_val_acc"] - s["arms"]["random"]["best_val_acc"]
+             for s in r["per_seed"]]
+    assert versus["random"]["per_seed_diff"] == pytest.approx(diffs)
     acc = res["accuracy"]
     assert acc["search_trials"] >= 1 and 1 <= acc["retrain_epochs"] <= 2
     assert 0.0 <= acc["test_acc"] <= 1.0
     table = run.markdown(mode, res)
-    assert search_efficiency.ARM_A in table and "test accuracy" in table
+    assert "search quality 2x2" in table and "test accuracy" in table
     # the saved results name their searches and model inside --results, no machine's path
     assert str(tmp_path) not in json.dumps(res)
     assert (tmp_path / "work" / acc["model"]).is_file()
-    for arm in search_efficiency.ARMS:
-        assert (tmp_path / "work" / res["search"]["per_seed"][0][arm]["dir"] / "summary.json").is_file()
 
 
 def test_retraining_epochs_fit_the_time_budget():
