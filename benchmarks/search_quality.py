@@ -24,6 +24,7 @@ standard deviation over seeds of the reference arm's best val_acc.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shlex
 import statistics
@@ -71,8 +72,7 @@ def run_textsearch(flags: list[str], budget: tuple, seed: int, results: Path, na
     curve = sorted((r["epoch_end_at"] - wall["start"], r["val_acc"]) for r in rows)
     best = summary["best"] or {}
     return {"dir": name, "wall_s": wall["wall_s"], "epochs": len(rows), "curve": curve,
-            "best_val_acc": max(v for _, v in curve), "test_acc": best.get("test_acc"),
-            "summary_best_val_acc": best.get("val_acc")}
+            "best_val_acc": max(v for _, v in curve), "test_acc": best.get("test_acc")}
 
 
 def run_plain(budget: tuple, seed: int, results: Path, name: str) -> dict:
@@ -176,10 +176,9 @@ def plot(r: dict, path: Path) -> None:
         for arm in r["arms"]:
             curve = s["arms"][arm]["curve"]
             t = [0.0, *(c[0] for c in curve), s["arms"][arm]["wall_s"]]
-            best = [None, *_running_max([c[1] for c in curve])]
+            best = [float("nan"), *itertools.accumulate((c[1] for c in curve), max)]
             best.append(best[-1])
-            ax.step(t, [float("nan") if b is None else b for b in best], where="post",
-                    label=arm, lw=2.2 if arm == TEXTSEARCH else 1.5)
+            ax.step(t, best, where="post", label=arm, lw=2.2 if arm == TEXTSEARCH else 1.5)
         ax.set(title=f"seed {s['seed']}", xlabel="wall time (s)")
         ax.grid(alpha=0.3)
     axes.flat[0].set_ylabel("best val_acc so far")
@@ -191,14 +190,6 @@ def plot(r: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def _running_max(values: list[float]) -> list[float]:
-    out, best = [], None
-    for v in values:
-        best = v if best is None or v > best else best
-        out.append(best)
-    return out
 
 
 def met(r: dict) -> dict[str, bool]:
