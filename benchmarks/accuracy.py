@@ -18,7 +18,7 @@ from benchmarks.common import (
 from benchmarks.precision import train_rate
 from textsearch.config import TrainConfig
 from textsearch.data import EMNIST, DataConfig
-from textsearch.layout import MODEL_FILE, MODEL_INFO
+from textsearch.record import MODEL_FILE, MODEL_INFO
 from textsearch.retrain import retrain
 
 TARGET = 0.87  # test accuracy on the sample's natural class mix

@@ -21,7 +21,8 @@ if str(REPO) not in sys.path:
 
 from textsearch import spaces  # noqa: E402
 from textsearch.data import EMNIST, DataConfig  # noqa: E402
-from textsearch.search import SearchSettings, run_search  # noqa: E402
+from textsearch.record import SearchSettings  # noqa: E402
+from textsearch.search import run_search  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BENCH_SPACES = REPO / "benchmarks" / "spaces"
@@ -222,7 +223,7 @@ def cpu_model() -> str:
 
 def machine() -> str:
     """This machine in one line: CPU (and whether it computes bf16 natively), RAM, GPU."""
-    from textsearch.training import cpu_has_native_bf16
+    from textsearch.devices import cpu_has_native_bf16
 
     bf16 = "with" if cpu_has_native_bf16() else "without"
     gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"

@@ -16,7 +16,8 @@ from textsearch.data import EMNIST
 
 
 def run(mode: Mode, results: Path | None = None) -> dict:
-    from textsearch.data.emnist_lines import LinesConfig, generate
+    from textsearch.config import LinesConfig
+    from textsearch.data.emnist_lines import generate
     from textsearch.data.sentences import SentenceGenerator
 
     bundle = EMNIST().get_bundle()

@@ -215,7 +215,7 @@ EXPECTED_FLAGS = {
               "one_cycle_max_lr", "overfit_batches", "precision", "runs_dir", "seed",
               "val_fraction", "weight_decay", "window_width", "window_stride", "max_length",
               "min_overlap", "max_overlap", "num_train_lines", "num_val_lines",
-              "num_test_lines"},
+              "num_test_lines", "lines_seed"},
     "tune": {"address", "cpus_per_trial", "data_fraction", "debug", "fast_dev_run",
              "gpus_per_trial", "grace_period", "limit_train_batches", "list", "max_concurrent",
              "max_epochs", "max_failures", "name", "no_first_trial", "no_report", "num_samples",
@@ -227,7 +227,7 @@ EXPECTED_FLAGS = {
                 "seed", "trial", "weight_decay"},
     "predict": {"top"},
     "emnist_lines": {"max_length", "min_overlap", "max_overlap", "num_train_lines",
-                     "num_val_lines", "num_test_lines", "seed", "batch_size"},
+                     "num_val_lines", "num_test_lines", "lines_seed", "batch_size"},
     "dashboard": {"port"},
 }
 
@@ -280,17 +280,29 @@ HEAVY = ("torch", "pytorch_lightning", "ray", "optuna")
     "from textsearch.tune import main; main(['--space', 'smoke', '--num_samples', '0'])",
     "from textsearch.train import main; main(['--help'])",
     "from textsearch.train import main; main(['--max_epochs', '0'])",
-    "import textsearch.report",
 ])
 def test_help_list_and_bad_input_import_no_framework(code):
     """--help, --list and bad input answer at once: torch, Lightning, Ray and Optuna stay unloaded."""
+    assert modules_loaded(code, HEAVY) == "[]"
+
+
+@pytest.mark.parametrize("module", ["textsearch.summary", "textsearch.report", "textsearch.plots",
+                                    "textsearch.record"])
+def test_reading_a_search_loads_neither_torch_nor_ray(module):
+    """The modules that read a search folder (Optuna and pandas are theirs to load)."""
+    assert modules_loaded(f"import {module}", ("torch", "pytorch_lightning", "ray")) == "[]"
+
+
+def modules_loaded(code: str, heavy: tuple[str, ...]) -> str:
+    """Which of ``heavy`` a fresh interpreter has loaded after running ``code``."""
     import subprocess
     import sys
 
     from tests.conftest import REPO
 
     probe = (f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\n"
-             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
                          timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
-    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+    assert out.returncode == 0 and out.stdout.strip(), out.stdout + out.stderr
+    return out.stdout.strip().splitlines()[-1]

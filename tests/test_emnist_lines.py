@@ -36,7 +36,7 @@ def test_render_line_overlap():
 
 
 def test_lines_dataset_labels_and_images():
-    cfg = LinesConfig(max_length=16, num_train=40, num_val=10, num_test=10, seed=3)
+    cfg = LinesConfig(max_length=16, num_train_lines=40, num_val_lines=10, num_test_lines=10, lines_seed=3)
     dm = EMNISTLines(lines=cfg)
     b = dm.get_bundle()
     assert b.x_trainval.shape == (50, CHAR_SIZE, CHAR_SIZE * 16) and b.y_trainval.shape == (50, 16)
@@ -52,14 +52,14 @@ def test_lines_dataset_labels_and_images():
 
 
 def test_cache_is_keyed_by_parameters():
-    a = prepare(LinesConfig(max_length=8, num_train=5, num_val=2, num_test=2))
-    b = prepare(LinesConfig(max_length=8, num_train=5, num_val=2, num_test=2, max_overlap=0.5))
+    a = prepare(LinesConfig(max_length=8, num_train_lines=5, num_val_lines=2, num_test_lines=2))
+    b = prepare(LinesConfig(max_length=8, num_train_lines=5, num_val_lines=2, num_test_lines=2, max_overlap=0.5))
     assert a != b
-    assert prepare(LinesConfig(max_length=8, num_train=5, num_val=2, num_test=2)) == a
+    assert prepare(LinesConfig(max_length=8, num_train_lines=5, num_val_lines=2, num_test_lines=2)) == a
 
 
 @pytest.mark.parametrize("kw", [{"max_length": 2}, {"min_overlap": 0.5, "max_overlap": 0.2},
-                                {"num_train": 0}, {"max_overlap": 1.0}])
+                                {"num_train_lines": 0}, {"max_overlap": 1.0}])
 def test_bad_line_parameters(kw):
     with pytest.raises(UserError):
         LinesConfig(**kw).validate()

@@ -240,8 +240,9 @@ def test_line_objectives_reach_optuna_minimised(tmp_path):
     from optuna.trial import TrialState
 
     from textsearch import spaces
-    from textsearch.config import parse_objectives
-    from textsearch.search import SearchSettings, make_searcher
+    from textsearch.metrics import parse_objectives
+    from textsearch.record import SearchSettings
+    from textsearch.search import make_searcher
     from textsearch.study import load_study, pareto_front
 
     objectives = parse_objectives("val_cer:min,infer_ms_per_image:min", "--objectives")

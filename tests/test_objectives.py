@@ -6,7 +6,8 @@ import pytest
 from optuna.trial import TrialState
 
 from textsearch import spaces
-from textsearch.search import SearchSettings, make_searcher
+from textsearch.record import SearchSettings
+from textsearch.search import make_searcher
 from textsearch.study import load_study, pareto_front
 
 SPACE = '''"""Objectives from the space file itself."""

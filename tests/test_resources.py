@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from textsearch.record import SearchSettings
 from textsearch.search import (
-    SearchSettings,
     default_concurrency,
     default_gpus_per_trial,
     token_available,

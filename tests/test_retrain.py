@@ -74,7 +74,8 @@ def test_optimisation_flags_replace_the_trials_own(tmp_path, capsys):
 
 @pytest.mark.parametrize("make, argv, message", [
     (lambda d: d, [], "is not a search folder (no search.json)"),
-    (lambda d: (d / "search.json").write_text("{}") and d, [], "search.json is missing or damaged"),
+    (lambda d: (d / "search.json").write_text("{}") and d, [],
+     "search.json is damaged: missing space, space_source, num_samples"),
     (lambda d: search_folder(d, [(TrialState.FAIL, None)]), [], "no trial with a result"),
     (lambda d: search_folder(d, [(TrialState.COMPLETE, 0.5)]), ["--trial", "7"],
      "--trial 7: no such trial"),

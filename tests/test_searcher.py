@@ -11,7 +11,8 @@ from optuna.samplers import RandomSampler, TPESampler
 from optuna.trial import TrialState
 
 from textsearch import spaces
-from textsearch.search import SearchSettings, make_searcher
+from textsearch.record import SearchSettings
+from textsearch.search import make_searcher
 from textsearch.searcher import StudySearcher
 from textsearch.study import default_startup_trials, load_study
 

@@ -181,10 +181,10 @@ def test_without_one_cycle_the_learning_rate_stays(tmp_path):
 
 
 @pytest.mark.parametrize("kw,match", [
-    ({"model_class": "Transformer"}, "unknown model class 'Transformer'; known: MLP, CNN"),
-    ({"data_class": "IAM"}, "unknown data class"),
+    ({"model_class": "Transformer"}, "model_class must be one of MLP, CNN, LineCNN, got 'Transformer'"),
+    ({"data_class": "IAM"}, "data_class must be one of EMNIST, MNIST"),
     ({"gpus": 64}, "GPU"),  # more than any machine has
-    ({"batch_size": 0}, "batch_size must be a positive"),
+    ({"batch_size": 0}, "batch_size must be > 0, got 0"),
     ({"max_epochs": -1}, "max_epochs"),
     ({"num_blocks": 6, "downsample_every": 1}, "impossible architecture"),
     ({"data_class": "EMNISTLines"}, "single characters"),
@@ -226,7 +226,7 @@ FLAGS_WITHOUT = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
 
 
 def test_native_bf16_is_read_from_the_cpu_flags():
-    from textsearch.training import cpu_has_native_bf16
+    from textsearch.devices import cpu_has_native_bf16
 
     assert cpu_has_native_bf16(FLAGS_WITH) and cpu_has_native_bf16(FLAGS_AMX)
     assert not cpu_has_native_bf16(FLAGS_WITHOUT) and not cpu_has_native_bf16("")

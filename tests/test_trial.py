@@ -17,8 +17,15 @@ import pytest
 import torch
 
 from tests.conftest import REPO, run_main
+from textsearch.devices import Cuda, trial_accelerator
 from textsearch.errors import TrialGPUError
-from textsearch.trial import lightning_devices
+
+
+def lightning_devices(assigned, visible, count, share=0.25):
+    """(accelerator, devices) for a trial holding ``share`` of a GPU, Ray's assignment
+    ``assigned`` and ``visible``, on a node where CUDA sees ``count`` devices."""
+    return tuple(trial_accelerator(share if assigned else 0, assigned, visible,
+                                   Cuda(count, None, torch.__version__)))
 
 SPACES = Path(__file__).parent / "spaces"
 
@@ -32,6 +39,11 @@ SPACES = Path(__file__).parent / "spaces"
 ])
 def test_ray_assignment_becomes_lightning_arguments(assigned, visible, count, expected):
     assert lightning_devices(assigned, visible, count) == expected
+
+
+def test_a_gpu_share_that_ray_did_not_assign_is_an_error():
+    with pytest.raises(TrialGPUError, match="holds 0.5 GPU but Ray assigned it none"):
+        trial_accelerator(0.5, [], None, Cuda(0, None, torch.__version__))
 
 
 def test_assigned_gpu_that_cuda_cannot_see_is_an_error_naming_it():

@@ -296,8 +296,9 @@ def test_a_checkpoint_being_tested_is_left_to_its_tester(tmp_path, capsys):
     """While one process tests the best checkpoint (its claim in the trial's folder), another
     that shares the search leaves it be; the search's end tests it regardless and clears the
     claim (one left by a tester that was killed)."""
-    from textsearch.layout import TEST_CLAIM, TEST_METRICS
-    from textsearch.summary import evaluate_best, summarize
+    from textsearch.record import TEST_CLAIM, TEST_METRICS
+    from textsearch.summary import summarize
+    from textsearch.tester import evaluate_best
 
     run_search_cli(tmp_path, capsys, "tiny.py", "c", "--gpus_per_trial", "0", "--scheduler",
                    "fifo", "--num_samples", "1", "--max_epochs", "1")

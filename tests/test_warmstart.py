@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from textsearch import spaces
+from textsearch.record import SearchSettings
 from textsearch.study import create_study, load_study, make_sampler
 from textsearch.warmstart import add_to_study, collect
 
@@ -38,7 +38,9 @@ DISTS = {"num_blocks": IntDistribution(1, 6), "downsample_every": IntDistributio
 def old_search(folder: Path) -> Path:
     """An old search's folder: its search.json and a study of five trials, made by hand."""
     study, _ = create_study(folder, "old", ["maximize"], make_sampler("random", 0, 2))
-    (folder / "search.json").write_text(json.dumps({"metric": "val_acc", "mode": "max"}))
+    SearchSettings(space="cnn_emnist", space_source="cnn_emnist", name=folder.name,
+                   results_dir=str(folder.parent), num_samples=5, max_epochs=2, grace_period=1,
+                   reduction_factor=2, metric="val_acc", mode="max").save()
     done = dict(num_blocks=4, downsample_every=3, lr=3e-3)  # fits the new space
     out_of_range = dict(num_blocks=2, downsample_every=3, lr=3e-3)  # 3 > its 2 blocks
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.8, params=done,

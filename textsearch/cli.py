@@ -8,18 +8,21 @@ hyphens (``--max-epochs``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import math
-import sys
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
-from textsearch.errors import EXIT_USER_ERROR
+from textsearch.config import TrainConfig
+from textsearch.errors import say_error
+from textsearch.options import options_of
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_USER_ERROR)
+        raise SystemExit(say_error(self.prog, message))
 
     def add_flag(self, name: str, **kwargs: Any) -> argparse.Action:
         names = [f"--{name}"]
@@ -103,3 +106,74 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {text}")
     return value
+
+
+# -- flags from the declared options (textsearch.options) ------------------------------------
+def flag_type(f: dataclasses.Field, typ: type):
+    """The argparse type of an option, from its Python type and declared range."""
+    m = f.metadata
+    if m["fraction"]:
+        return fraction
+    if typ is int:
+        if m["above"]:
+            return positive_int
+        if m["minimum"] is None:
+            return int
+        return nonnegative_int if m["minimum"] == 0 else int_at_least(int(m["minimum"]))
+    if typ is float:
+        return positive_float if m["above"] else nonnegative_float if m["minimum"] == 0 else float
+    return nonempty_str
+
+
+def add_config_flags(parser: Any,
+                     config_cls: type = TrainConfig, names: Iterable[str] | None = None,
+                     defaults: Any = None, unset: bool = False, suppress: bool = False,
+                     help_suffix: str = "") -> None:
+    """On ``parser`` (a parser or an argument group), one flag per option of ``config_cls`` (TrainConfig or one of its parts), or of those
+    in ``names``: type, range, choices and help text as the option declares them.
+
+    ``defaults``: a config whose values are the flags' defaults (None: the declared ones);
+    ``unset``: every default is None (the caller takes its own where a flag is absent);
+    ``suppress``: absent flags stay out of the namespace; ``help_suffix``: added to each help.
+    """
+    types = typing.get_type_hints(config_cls)
+    fields = options_of(config_cls)
+    if names is not None:
+        wanted = list(names)
+        fields = sorted((f for f in fields if f.name in wanted), key=lambda f: wanted.index(f.name))
+    for f in fields:
+        name, typ, m = f.name, types[f.name], f.metadata
+        if suppress:
+            default = argparse.SUPPRESS
+        elif unset:
+            default = None
+        else:
+            default = getattr(defaults, name) if defaults is not None else f.default
+        names_ = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        common = {"dest": name, "default": default, "help": m["help"] + help_suffix}
+        if typ is bool:
+            parser.add_argument(*names_, action=argparse.BooleanOptionalAction, **common)
+        elif m["flag_const"] is not None:
+            parser.add_argument(*names_, type=flag_type(f, typ), nargs="?",
+                                const=m["flag_const"], metavar="N", **common)
+        else:
+            parser.add_argument(*names_, type=flag_type(f, typ), choices=m["choices"],
+                                metavar=name.upper() if not m["choices"] else None, **common)
+
+
+def given_options(prog: str, argv: list[str] | None, config_cls: type = TrainConfig) -> set[str]:
+    """The options of ``config_cls`` spelled out on the command line ``argv``."""
+    probe = Parser(prog=prog, add_help=False)
+    add_config_flags(probe, config_cls, suppress=True)
+    known, _ = probe.parse_known_args(argv)
+    return set(vars(known))
+
+
+LIBRARY_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
+
+
+def quiet_library_logs() -> None:
+    """A command's output is its own: Lightning's info lines (devices found, model summary
+    hints) are not shown, its warnings are.  Called by the commands, not on import."""
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -10,12 +10,14 @@ run's ``--set`` checks are generated from them.  Command-line tools import this 
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass
 from typing import Any
 
 from textsearch.errors import UserError
-from textsearch.options import option, subset
+from textsearch.metrics import checkpoint_metric, test_metrics
+from textsearch.options import option, options_of, subset
 
 MODEL_NAMES = ("MLP", "CNN", "LineCNN")  # built by textsearch.training.make_model
 LINE_MODELS = ("LineCNN",)  # models that read whole lines (EMNISTLines), trained with CTC
@@ -24,57 +26,13 @@ PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 # auto: bf16-mixed where the device computes bf16 natively (a CUDA GPU of compute capability
 # 8.0 or more, a CPU with AVX512-BF16 or AMX), else 32 (textsearch.training.resolve_precision)
 
-# What a trial reports each epoch that a search may optimise, and which way is better.
-OBJECTIVE_METRICS = {
-    "val_acc": "max", "val_loss": "min", "train_acc": "max", "train_loss": "min",
-    "val_cer": "min",  # lines: character error rate of the greedy CTC reading
-    "val_line_acc": "max",  # lines: share of lines read exactly
-    "train_samples_per_s": "max", "epoch_s": "min",
-    "params": "min",  # parameter count of the model
-    "infer_ms_per_image": "min",  # inference time per image, batch of 256, on the trial's device
-}
-MAX_OBJECTIVES = 3
-
-
-def parse_objectives(value: Any, where: str) -> list[tuple[str, str]]:
-    """``{"val_acc": "max", ...}``, ``[["val_acc", "max"], ...]`` or ``"val_acc:max,params:min"``
-    -> ``[("val_acc", "max"), ...]``, checked (known metrics, max/min, 1 to 3, no repeats).
-
-    In the text form the mode may be left out: each metric's natural direction is taken.
-    """
-    if isinstance(value, str):
-        pairs = []
-        for part in value.split(","):
-            name, _, mode = part.strip().partition(":")
-            pairs.append((name.strip(), mode.strip() or OBJECTIVE_METRICS.get(name.strip(), "")))
-    elif isinstance(value, dict):
-        pairs = list(value.items())
-    elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
-                                                  for p in value):
-        pairs = [tuple(p) for p in value]
-    else:
-        raise UserError(f"{where}: objectives must be a dict like {{'val_acc': 'max'}}")
-    if not 1 <= len(pairs) <= MAX_OBJECTIVES:
-        raise UserError(f"{where}: 1 to {MAX_OBJECTIVES} objectives, got {len(pairs)}")
-    for name, mode in pairs:
-        if name not in OBJECTIVE_METRICS:
-            raise UserError(f"{where}: unknown objective {name!r}; known: "
-                            f"{', '.join(OBJECTIVE_METRICS)}")
-        if mode not in ("max", "min"):
-            raise UserError(f"{where}: objective {name!r} must be 'max' or 'min', got {mode!r}")
-    names = [n for n, _ in pairs]
-    if len(set(names)) != len(names):
-        raise UserError(f"{where}: an objective is named twice: {', '.join(names)}")
-    return [(str(n), str(m)) for n, m in pairs]
-
-
 BLOCKS = ("plain", "residual")
 DOWNSAMPLES = ("maxpool", "stride")
 
 
 @dataclass
 class DataConfig:
-    """Options shared by every DataModule.
+    """Options shared by every DataModule, taken from a checked :class:`TrainConfig`.
 
     batch_size: examples per batch. num_workers: DataLoader worker processes (0 = main
     process). val_fraction: share of the training file held out for validation, split with
@@ -91,16 +49,6 @@ class DataConfig:
     seed: int = 0
     pin_memory: bool = False
     overfit: bool = False
-
-    def validate(self) -> None:
-        if self.batch_size <= 0:
-            raise UserError(f"batch_size must be a positive integer, got {self.batch_size}")
-        if self.num_workers < 0:
-            raise UserError(f"num_workers must be >= 0, got {self.num_workers}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UserError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0.0 < self.data_fraction <= 1.0:
-            raise UserError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
 
 
 @dataclass
@@ -155,8 +103,10 @@ class LineOptions:
 
 
 @dataclass
-class LinesOptions:
-    """How EMNIST Lines are generated (:mod:`textsearch.data.emnist_lines`)."""
+class LinesConfig:
+    """How EMNIST Lines are generated (:mod:`textsearch.data.emnist_lines`): a line is a
+    Brown-corpus snippet of at most ``max_length - 2`` characters, each drawn as an EMNIST
+    image overlapping the next by a share in ``[min_overlap, max_overlap]`` of its width."""
 
     max_length: int = option(32, "EMNISTLines: tokens per label, <S> and <E> included (lines "
                              "are at most max_length - 2 characters, 28 * max_length pixels "
@@ -168,6 +118,33 @@ class LinesOptions:
     num_train_lines: int = option(10_000, "EMNISTLines: training lines", minimum=0, above=True)
     num_val_lines: int = option(2_000, "EMNISTLines: validation lines", minimum=0, above=True)
     num_test_lines: int = option(2_000, "EMNISTLines: test lines", minimum=0, above=True)
+    lines_seed: int = option(42, "EMNISTLines: seed of the generation (the same lines for "
+                             "every run that names it)", minimum=0)
+
+    def problem(self) -> str | None:
+        """Why lines cannot be generated with these options (None: they can)."""
+        for f in options_of(LinesConfig):
+            problem = option_problem(f, getattr(self, f.name))
+            if problem:
+                return problem
+        if not self.min_overlap <= self.max_overlap < 1:
+            return (f"overlaps must satisfy min_overlap <= max_overlap < 1, got "
+                    f"{self.min_overlap:g}, {self.max_overlap:g}")
+        return None
+
+    def validate(self) -> None:
+        problem = self.problem()
+        if problem:
+            raise UserError(problem)
+
+    def key(self) -> str:
+        """Every generation setting, as the cache of these lines records them."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    def filename(self) -> str:
+        return (f"lines_len{self.max_length}_ov{self.min_overlap:g}-{self.max_overlap:g}_"
+                f"n{self.num_train_lines}-{self.num_val_lines}-{self.num_test_lines}_"
+                f"s{self.lines_seed}.h5")
 
 
 @dataclass
@@ -243,7 +220,7 @@ def option_names(cls: type) -> list[str]:
 
 
 @dataclass
-class TrainConfig(LinesOptions, LineOptions, CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptions, OptimOptions,
+class TrainConfig(LinesConfig, LineOptions, CNNConfig, MLPConfig, DebugOptions, DataOptions, HardwareOptions, OptimOptions,
                   RunOptions):
     """Everything one training run needs, flat, so a search space can set any of it by name.
 
@@ -277,7 +254,7 @@ class TrainConfig(LinesOptions, LineOptions, CNNConfig, MLPConfig, DebugOptions,
                   if name != "dropout"}
         owners.update({name: ("MLP",) for name in option_names(MLPConfig)})
         owners.update({name: ("LineCNN",) for name in option_names(LineOptions)})
-        owners.update({name: ("EMNISTLines",) for name in option_names(LinesOptions)})
+        owners.update({name: ("EMNISTLines",) for name in option_names(LinesConfig)})
         owners["balance"] = ("EMNIST",)
         for name in sorted(names):
             users = owners.get(name)
@@ -286,40 +263,29 @@ class TrainConfig(LinesOptions, LineOptions, CNNConfig, MLPConfig, DebugOptions,
         return None
 
     def validate(self) -> None:
-        if self.model_class not in MODEL_NAMES:
-            raise UserError(f"unknown model class {self.model_class!r}; known: "
-                            f"{', '.join(MODEL_NAMES)}")
-        if self.data_class not in DATA_NAMES:
-            raise UserError(f"unknown data class {self.data_class!r}; known: "
-                            f"{', '.join(DATA_NAMES)}")
-        reads_lines = self.model_class in LINE_MODELS
-        if reads_lines and self.data_class != "EMNISTLines":
+        """The one check of a run's options: each against its declaration (type aside: see
+        :meth:`from_dict`), then the rules between options.  One :class:`UserError`, the
+        first problem found."""
+        for f in options_of(TrainConfig):
+            problem = option_problem(f, getattr(self, f.name))
+            if problem:
+                raise UserError(problem)
+        if self.reads_lines and self.data_class != "EMNISTLines":
             raise UserError(f"--model_class {self.model_class} reads whole lines: use "
                             f"--data_class EMNISTLines (not {self.data_class})")
-        if self.data_class == "EMNISTLines" and not reads_lines:
+        if self.data_class == "EMNISTLines" and not self.reads_lines:
             raise UserError(f"--data_class EMNISTLines yields whole lines; --model_class "
                             f"{self.model_class} classifies single characters: use "
                             "--model_class LineCNN, or --data_class EMNIST or MNIST")
-        if reads_lines:
+        if self.reads_lines:
             problem = self.line_problem()
             if problem:
                 raise UserError(problem)
-        for name in ("max_epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
-        if self.gpus < 0:
-            raise UserError(f"gpus must be >= 0, got {self.gpus}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.val_fraction >= 1:
+            raise UserError(f"val_fraction must be below 1 (some data must train), got "
+                            f"{self.val_fraction:g}")
         if self.precision == "16-mixed" and self.gpus == 0:
             raise UserError("precision 16-mixed needs a GPU; on the CPU use bf16-mixed or 32")
-        if self.overfit_batches < 0 or self.fast_dev_run < 0:
-            raise UserError("overfit_batches and fast_dev_run must be >= 0")
-        if self.limit_train_batches <= 0 or self.limit_val_batches < 0:
-            raise UserError("limit_train_batches must be > 0 and limit_val_batches >= 0")
-        self.data_config().validate()
         self.cnn_config().validate()
 
     def data_config(self) -> DataConfig:
@@ -336,7 +302,11 @@ class TrainConfig(LinesOptions, LineOptions, CNNConfig, MLPConfig, DebugOptions,
         return self.model_class in LINE_MODELS
 
     def line_problem(self) -> str | None:
-        """Why the window cannot slide across this run's lines (None: it can)."""
+        """Why this run's lines cannot be made, or its window cannot slide across them
+        (None: all is well)."""
+        problem = self.lines_config().problem()
+        if problem:
+            return problem
         width = 28 * self.max_length
         if self.window_width > width:
             return (f"window_width {self.window_width} is wider than the line ({width} pixels: "
@@ -344,46 +314,48 @@ class TrainConfig(LinesOptions, LineOptions, CNNConfig, MLPConfig, DebugOptions,
         if self.window_stride > self.window_width:
             return (f"window_stride {self.window_stride} is larger than window_width "
                     f"{self.window_width}: the windows would skip pixels of the line")
-        if not self.min_overlap <= self.max_overlap < 1:
-            return (f"overlaps must satisfy min_overlap <= max_overlap < 1, got "
-                    f"{self.min_overlap:g}, {self.max_overlap:g}")
         return None
 
-    def lines_config(self):
+    def lines_config(self) -> LinesConfig:
         """The EMNIST Lines generation settings of this run."""
-        from textsearch.data.emnist_lines import LinesConfig
-
-        return LinesConfig(max_length=self.max_length, min_overlap=self.min_overlap,
-                           max_overlap=self.max_overlap, num_train=self.num_train_lines,
-                           num_val=self.num_val_lines, num_test=self.num_test_lines)
+        return subset(LinesConfig, self)
 
     @property
     def monitor(self) -> tuple[str, str]:
         """The validation metric that picks a run's best checkpoint, and its direction."""
-        return ("val_cer", "min") if self.reads_lines else ("val_acc", "max")
+        return checkpoint_metric(self.reads_lines)
 
     @property
     def test_metrics(self) -> tuple[str, ...]:
         """What the test split is scored by, the headline first."""
-        return test_metrics_of(self.model_class)
+        return test_metrics(self.reads_lines)
 
 
-def test_metrics_of(model_class: str) -> tuple[str, ...]:
-    """What a model class's test split is scored by, the headline first: ``test_acc`` for
-    characters, ``test_cer`` and ``test_line_acc`` for lines."""
-    return ("test_cer", "test_line_acc") if model_class in LINE_MODELS else ("test_acc",)
+def reads_lines(config: dict[str, Any]) -> bool:
+    """Whether a config (a trial's fixed and searched values) trains a line model."""
+    return config.get("model_class") in LINE_MODELS
+
+
+def option_problem(f: dataclasses.Field, value: Any) -> str | None:
+    """Why ``value`` is outside what option ``f`` declares (None: it is within)."""
+    m, name = f.metadata, f.name
+    if m.get("choices") is not None and value not in m["choices"]:
+        return f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}"
+    if isinstance(value, bool):
+        return None
+    if m.get("fraction") and not 0 < value <= 1:
+        return f"{name} must be a fraction in (0, 1], got {value}"
+    low = m.get("minimum")
+    if low is not None and (value <= low if m["above"] else value < low):
+        return f"{name} must be {'>' if m['above'] else '>='} {low:g}, got {value}"
+    return None
 
 
 def check_option(name: str, value: Any) -> Any:
-    """``value`` if it is within what the option declares (choices, minimum, fraction)."""
-    m = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}[name]
-    if m.get("choices") is not None and value not in m["choices"]:
-        raise UserError(f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}")
-    if m.get("fraction") and not 0 < value <= 1:
-        raise UserError(f"{name} must be a fraction in (0, 1], got {value}")
-    low = m.get("minimum")
-    if low is not None and not isinstance(value, bool) and (value <= low if m["above"] else value < low):
-        raise UserError(f"{name} must be {'>' if m['above'] else '>='} {low:g}, got {value}")
+    """``value`` if it is within what option ``name`` of :class:`TrainConfig` declares."""
+    problem = option_problem(OPTIONS[name], value)
+    if problem:
+        raise UserError(problem)
     return value
 
 
@@ -418,3 +390,6 @@ def coerce(name: str, value: Any, typ: type) -> Any:
     raise UserError(f"{name} must be of type {typ.__name__}, got {value!r}")
 
 
+
+
+OPTIONS = {f.name: f for f in options_of(TrainConfig)}

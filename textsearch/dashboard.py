@@ -13,10 +13,12 @@ import argparse
 import errno
 import sys
 from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref import simple_server
 
 from textsearch import cli
 from textsearch.errors import UserError, cli_entry
-from textsearch.layout import STUDY_FILE
+from textsearch.record import STUDY_FILE
 
 HOST = "127.0.0.1"  # never beyond this machine: the dashboard can edit the study
 
@@ -32,9 +34,6 @@ def build_parser() -> cli.Parser:
 
 def make_server(search_dir: Path, port: int):
     """A WSGI server for the dashboard of ``search_dir``'s study, bound to 127.0.0.1."""
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
     journal = search_dir / STUDY_FILE
     if not journal.is_file():
         raise UserError(f"{search_dir} holds no {STUDY_FILE}: not a search folder, or its "
@@ -46,15 +45,15 @@ def make_server(search_dir: Path, port: int):
     repair_journal(journal)
     app = wsgi(journal_storage(journal))
 
-    class Server(ThreadingMixIn, WSGIServer):
+    class Server(ThreadingMixIn, simple_server.WSGIServer):
         daemon_threads = True
 
-    class QuietHandler(WSGIRequestHandler):
+    class QuietHandler(simple_server.WSGIRequestHandler):
         def log_message(self, *args) -> None:  # no line per request
             pass
 
     try:
-        return make_server(HOST, port, app, server_class=Server, handler_class=QuietHandler)
+        return simple_server.make_server(HOST, port, app, server_class=Server, handler_class=QuietHandler)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise UserError(f"port {port} on {HOST} is already in use: choose another with "

@@ -28,6 +28,13 @@ class TrialGPUError(UserError):
     """A trial holds a GPU share but cannot train on that GPU (a misconfigured node)."""
 
 
+def say_error(prog: str, message: object) -> int:
+    """A user error as the commands show it: ``prog: error: message`` on stderr; returns
+    the exit code that goes with it (2)."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    return EXIT_USER_ERROR
+
+
 def cli_entry(main: F) -> F:
     """Wrap a CLI ``main`` so user errors become one line on stderr and exit code 2."""
 
@@ -39,9 +46,7 @@ def cli_entry(main: F) -> F:
             module = main.__module__
             if module == "__main__":  # run as ``python -m textsearch.NAME``
                 module = Path(sys.argv[0]).stem
-            prog = module.rsplit(".", 1)[-1]
-            print(f"textsearch.{prog}: error: {err}", file=sys.stderr, flush=True)
-            return EXIT_USER_ERROR
+            return say_error(f"textsearch.{module.rsplit('.', 1)[-1]}", err)
 
     return wrapper  # type: ignore[return-value]
 

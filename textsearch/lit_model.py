@@ -21,6 +21,9 @@ import pytorch_lightning as pl
 import torch
 import torchmetrics
 from torch import nn
+from torchmetrics.text import CharErrorRate
+
+from textsearch.models.ctc import BLANK, ctc_targets, greedy_decode, label_tokens, to_text
 
 CONFIG_KEY = "textsearch_config"  # in a checkpoint: the TrainConfig dict of the run
 DATA_KEY = "textsearch_data"  # in a checkpoint: input_dims, num_classes, mapping
@@ -51,7 +54,6 @@ class LitModel(pl.LightningModule):
         self.test_acc = torchmetrics.Accuracy(**kw)
         self._epoch_start = self._last_batch_end = time.perf_counter()
         self._epoch_samples = 0
-        self.last_epoch_stats: dict[str, float] = {}
         self._model_stats: dict[str, float] | None = None
         self.first_batch_at: float | None = None  # wall clock (Unix s) of this run's first batch
 
@@ -102,7 +104,7 @@ class LitModel(pl.LightningModule):
         """Samples/s of this epoch's training loop and the epoch's seconds so far."""
         now = time.perf_counter()
         train_s = max(self._last_batch_end - self._epoch_start, 1e-9)
-        self.last_epoch_stats = {
+        return {
             "train_samples_per_s": self._epoch_samples / train_s,
             "epoch_s": now - self._epoch_start,
             # wall clock (Unix s): the run's first batch, and this epoch's end (the search's
@@ -110,7 +112,6 @@ class LitModel(pl.LightningModule):
             "first_batch_at": self.first_batch_at or time.time(),
             "epoch_end_at": time.time(),
         }
-        return self.last_epoch_stats
 
     def on_train_epoch_end(self) -> None:
         stats = self.compute_epoch_stats()
@@ -174,18 +175,12 @@ class LineLitModel(LitModel):
 
     def __init__(self, model: nn.Module, num_classes: int, mapping: list[str], **kwargs: Any):
         super().__init__(model, num_classes, **kwargs)
-        from torchmetrics.text import CharErrorRate
-
-        from textsearch.models.ctc import BLANK
-
         self.mapping = list(mapping)
         self.ctc = nn.CTCLoss(blank=BLANK)
         self.val_cer, self.test_cer = CharErrorRate(), CharErrorRate()
         self.val_line_acc, self.test_line_acc = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
 
     def _line_step(self, batch, stage: str) -> torch.Tensor:
-        from textsearch.models.ctc import ctc_targets, greedy_decode, label_tokens, to_text
-
         x, y = batch
         scores = self(x)  # (B, C, T)
         log_probs = scores.float().log_softmax(dim=1).permute(2, 0, 1)  # (T, B, C)

@@ -12,22 +12,15 @@ place; elsewhere (a pipe, a log file) it is printed as plain lines whenever it c
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from textsearch.layout import LIVE_FILE, PROGRESS_FILE, trial_dir_name
-from textsearch.summary import finite_number, read_progress
-
-
-def read_live(trial_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(trial_dir) / LIVE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+from textsearch.metrics import best, better
+from textsearch.record import PROGRESS_FILE, finite_number, read_live, read_progress, trial_dir
+from textsearch.study import is_own
 
 
 def clock(seconds: float) -> str:
@@ -88,23 +81,20 @@ class LiveView:
 
     def lines(self) -> list[str]:
         """The view as text lines: the search first, then one line per running trial."""
-        from textsearch.study import is_own
-
         s = self.settings
-        metric, sign = s.metric, 1 if s.mode == "max" else -1
+        metric = s.metric
         trials = [t for t in self.searcher.study.get_trials(deepcopy=False) if is_own(t)]
         finished = [t for t in trials if t.state.is_finished()]
-        best: tuple[float, int] | None = None
+        leader: tuple[float, int] | None = None
         running = []
         done_fraction = float(len(finished))
         for t in trials:
-            folder = self.search_dir / trial_dir_name(t.number)
+            folder = trial_dir(self.search_dir, t.number)
             rows = read_progress(folder / PROGRESS_FILE)
             values = [v for v in (finite_number(r.get(metric)) for r in rows) if v is not None]
-            if values:
-                top = max(values, key=lambda v: sign * v)
-                if best is None or sign * top > sign * best[0]:
-                    best = (top, t.number)
+            top = best(values, s.mode)
+            if top is not None and better(top, leader[0] if leader else None, s.mode):
+                leader = (top, t.number)
             if t.state.is_finished():
                 continue
             live = read_live(folder)
@@ -118,7 +108,7 @@ class LiveView:
         elapsed = time.time() - self.started
         head = (f"search {s.name}: {len(finished)}/{s.num_samples} trials finished, "
                 f"{len(running)} running; best {metric} "
-                + (f"{best[0]:.4f} (trial {best[1]:04d})" if best else "-")
+                + (f"{leader[0]:.4f} (trial {leader[1]:04d})" if leader else "-")
                 + f"; {clock(elapsed)} elapsed")
         left = self.time_left(elapsed, done_fraction)
         if left is not None:

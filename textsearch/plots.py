@@ -9,18 +9,35 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import optuna
 import pandas as pd
 
-from textsearch.layout import PROGRESS_FILE
+from textsearch.metrics import best, running_best
+from textsearch.record import PROGRESS_FILE, read_progress, read_runs
+from textsearch.study import load_study, own_front_study, ranked_study
+from textsearch.summary import summarize
 
-plt.rcParams.update({"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11,
-                     "figure.dpi": 100, "savefig.bbox": "tight"})
+# The plots' look, applied while each figure is drawn (matplotlib's settings of the process
+# are left as they are; the report saves with bbox_inches="tight").
+STYLE = {"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11, "figure.dpi": 100}
+
+
+def styled(plot):
+    """Draw ``plot``'s figure in :data:`STYLE`."""
+
+    @functools.wraps(plot)
+    def draw(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return plot(*args, **kwargs)
+
+    return draw
 
 STATUS_STYLE = {
     "completed": {"color": "tab:blue", "linestyle": "-"},
@@ -42,8 +59,6 @@ class SearchData:
     @functools.cached_property
     def study(self):
         """The search's Optuna study, read once for all the plots that need it."""
-        from textsearch.study import load_study
-
         return load_study(self.path)
 
     @property
@@ -66,8 +81,6 @@ class SearchData:
 
 def load_search(search_dir: str | Path) -> SearchData:
     """A search as its folder holds it now (running, stopped or finished)."""
-    from textsearch.summary import read_progress, summarize
-
     path = Path(search_dir)
     summary = summarize(path)
     trials = pd.DataFrame(summary["trials"])
@@ -92,10 +105,6 @@ def _numeric(column: pd.Series) -> pd.Series:
         return column
 
 
-def _better(a: float, b: float, mode: str) -> bool:
-    return a > b if mode == "max" else a < b
-
-
 def best_so_far(data: SearchData) -> pd.DataFrame:
     """Every report in time order with the best metric seen up to it and the trial's rank."""
     m = data.metric
@@ -107,11 +116,7 @@ def best_so_far(data: SearchData) -> pd.DataFrame:
     df["wall_s"] = df["timestamp"] - start
     order = {tid: i + 1 for i, tid in enumerate(df.drop_duplicates("trial_id")["trial_id"])}
     df["trial_index"] = df["trial_id"].map(order)
-    best, out = None, []
-    for v in df[m]:
-        best = v if best is None or _better(v, best, data.mode) else best
-        out.append(best)
-    df["best"] = out
+    df["best"] = running_best(df[m], data.mode)
     return df
 
 
@@ -121,15 +126,12 @@ def best_by_trial(data: SearchData) -> pd.Series:
     df = best_so_far(data)
     if df.empty:
         return pd.Series(dtype=float)
-    own = df.groupby("trial_index")[data.metric]
-    own_best = own.max() if data.mode == "max" else own.min()
-    return own_best.cummax() if data.mode == "max" else own_best.cummin()
+    own_best = df.groupby("trial_index")[data.metric].agg(lambda v: best(v, data.mode))
+    return pd.Series(running_best(own_best, data.mode), index=own_best.index)
 
 
 def search_start(data: SearchData, reports: pd.DataFrame) -> float:
     """When the search started: its first run's start, else the first report less its epoch."""
-    from textsearch.summary import read_runs
-
     runs = read_runs(data.path)
     if runs:
         return float(runs[0]["started"])
@@ -138,6 +140,7 @@ def search_start(data: SearchData, reports: pd.DataFrame) -> float:
     return float(reports["timestamp"].min())
 
 
+@styled
 def plot_best_vs_time(data: SearchData):
     df = best_so_far(data)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -152,6 +155,7 @@ def plot_best_vs_time(data: SearchData):
     return fig
 
 
+@styled
 def plot_best_vs_trials(data: SearchData):
     df = best_so_far(data)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -165,6 +169,7 @@ def plot_best_vs_trials(data: SearchData):
     return fig
 
 
+@styled
 def plot_curves(data: SearchData):
     """The metric per epoch for every trial; ASHA-stopped trials dashed, with an x at the stop."""
     m = data.metric
@@ -192,6 +197,7 @@ def _final_metric(data: SearchData) -> pd.Series:
     return data.trials[f"best_{data.metric}"].astype(float)
 
 
+@styled
 def plot_params(data: SearchData):
     """Each searched parameter against the trial's best metric."""
     names = data.param_names()
@@ -232,10 +238,6 @@ def search_study(data: SearchData):
 
 def param_importances(data: SearchData) -> dict[str, float]:
     """Optuna's fANOVA importance of each parameter for the metric (empty if too few trials)."""
-    import optuna
-
-    from textsearch.study import ranked_study
-
     study = ranked_study(search_study(data), data.mode)
     if len(study.trials) < 3:
         return {}
@@ -243,6 +245,7 @@ def param_importances(data: SearchData) -> dict[str, float]:
     return optuna.importance.get_param_importances(study, evaluator=evaluator)
 
 
+@styled
 def plot_importance(data: SearchData):
     try:
         imp, failed = param_importances(data), None
@@ -263,14 +266,9 @@ def plot_importance(data: SearchData):
     return fig
 
 
+@styled
 def plot_pareto(data: SearchData):
     """Optuna's Pareto-front plot of a multi-objective search (its first two objectives)."""
-    import warnings
-
-    import optuna
-
-    from textsearch.study import own_front_study
-
     objectives = data.summary.get("objectives") or [[data.metric, data.mode]]
     if len(objectives) < 2:
         fig, ax = plt.subplots(figsize=(7, 2))

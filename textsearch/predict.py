@@ -22,9 +22,12 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
 from textsearch import cli
 from textsearch.errors import UserError, cli_entry
-from textsearch.layout import MODEL_FILE, MODEL_INFO
+from textsearch.record import MODEL_FILE, MODEL_INFO
 
 
 def build_parser() -> cli.Parser:
@@ -70,8 +73,6 @@ def load_model(path: Path):
 
 def open_gray(path: Path):
     """The image at ``path`` as an 8-bit grayscale PIL image."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             return img.convert("L")
@@ -83,8 +84,6 @@ def open_gray(path: Path):
 
 def light_on_dark(gray):
     """A float array in [0, 1] of a grayscale image, light strokes on black."""
-    import numpy as np
-
     x = np.asarray(gray, dtype=np.float32) / 255.0
     border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
     if border.mean() > 0.5:  # ink on paper: make it EMNIST's light-on-dark
@@ -94,8 +93,6 @@ def light_on_dark(gray):
 
 def read_image(path: Path, size: tuple[int, int]):
     """A float array (H, W) in [0, 1], light strokes on black, at ``size`` (H, W)."""
-    from PIL import Image
-
     gray = open_gray(path)
     if gray.size != (size[1], size[0]):
         gray = gray.resize((size[1], size[0]), Image.Resampling.LANCZOS)
@@ -106,9 +103,6 @@ def read_line(path: Path, height: int, max_width: int, min_width: int):
     """A float array (height, W) in [0, 1], light strokes on black: the line resized to
     ``height`` keeping its aspect ratio, W at most ``max_width``; a line narrower than
     ``min_width`` (the model's window) is padded with background on the right."""
-    import numpy as np
-    from PIL import Image
-
     gray = open_gray(path)
     w, h = gray.size
     width = max(1, min(max_width, round(w * height / h)))
@@ -138,7 +132,6 @@ def read_lines(model, info: dict, images: list[Path]) -> list[str]:
 
 def predict(model, info: dict, images: list[Path], top: int = 1) -> list[list[tuple[str, float]]]:
     """For each image, its ``top`` likeliest characters with their probabilities."""
-    import numpy as np
     import torch
 
     _, h, w = info["input"]["dims"]

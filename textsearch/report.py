@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 
 from textsearch import cli
 from textsearch.errors import UserError, cli_entry
-from textsearch.layout import REPORT_FILE, plot_file
 from textsearch.plots import PLOTS, SearchData, load_search
+from textsearch.record import REPORT_FILE, plot_file
 from textsearch.summary import headline_test, trials_table
 
 CAPTIONS = {
@@ -55,7 +55,7 @@ window.addEventListener("load", function () {
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 

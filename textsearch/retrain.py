@@ -36,11 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from textsearch import cli
-from textsearch.config import OptimOptions
+from textsearch.config import OptimOptions, TrainConfig
+from textsearch.data import load_bundle
+from textsearch.devices import available_gpus
 from textsearch.errors import UserError, cli_entry
-from textsearch.layout import MODEL_FILE, MODEL_INFO, RETRAIN_DIR
 from textsearch.options import options_of
-from textsearch.train import add_config_flags
+from textsearch.record import MODEL_FILE, MODEL_INFO, RETRAIN_DIR, SearchSettings
+from textsearch.summary import find_trial, summarize
 
 
 def build_parser() -> cli.Parser:
@@ -50,25 +52,23 @@ def build_parser() -> cli.Parser:
     p.add_argument("search_dir", type=cli.folder_path,
                    help="a search's folder (runs/<name>), running, stopped or finished")
     p.add_argument("--trial", type=cli.nonempty_str, help="trial id (default: the best trial)")
-    p.add_argument("--max_epochs", "--max-epochs", type=cli.positive_int,
-                   help="epochs (default: the search's max_epochs)")
-    p.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, default=1.0,
-                   help="share of the training split (default: all of it)")
-    p.add_argument("--gpus", type=cli.nonnegative_float,
-                   help="GPUs (default: 1 if a GPU is available, else 0)")
-    p.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the run")
+    cli.add_config_flags(p, names=["max_epochs"], unset=True,
+                         help_suffix=" (default: the search's max_epochs)")
+    cli.add_config_flags(p, names=["data_fraction", "seed"],
+                         help_suffix=" (default: %(default)s)")
+    cli.add_config_flags(p, names=["gpus"], unset=True,
+                         help_suffix=" (default: 1 if a GPU is available, else 0)")
     p.add_argument("--no_progress", "--no-progress", action="store_true",
                    help="no progress bar")
     # the optimisation's options, declared once (OptimOptions); absent: the trial's own
-    add_config_flags(p, suppress=True, config_cls=OptimOptions)
+    cli.add_config_flags(p, OptimOptions, suppress=True,
+                         help_suffix=" (default: the trial's own)")
     return p
 
 
 def choose_trial(search_dir: Path, trial_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(summary, trial) of the search as its folder holds it now: ``trial_id``'s trial, or
     the best one so far (the search may be running, stopped or finished)."""
-    from textsearch.summary import find_trial, summarize
-
     summary = summarize(search_dir)
     if trial_id is None:
         if summary.get("best") is None:
@@ -102,21 +102,16 @@ def retrain(search_dir: Path, trial_id: str | None = None, max_epochs: int | Non
     ``optim``: options of :class:`textsearch.config.OptimOptions` (``lr``,
     ``one_cycle_max_lr``, ``weight_decay``) that replace the trial's for the retraining.
     """
-    from textsearch.search import SearchSettings
-
     search_dir = Path(search_dir)
     summary, trial = choose_trial(search_dir, trial_id)
     settings = SearchSettings.load(search_dir)
 
-    import torch
-
-    from textsearch.data import load_bundle
-    from textsearch.training import TrainConfig, train
+    from textsearch.training import train  # torch and Lightning: only to train
 
     values = {**settings.fixed, **trial["config"], **(optim or {}),
               "max_epochs": max_epochs or settings.max_epochs,
               "data_fraction": data_fraction, "seed": seed,
-              "gpus": gpus if gpus is not None else (1 if torch.cuda.is_available() else 0)}
+              "gpus": gpus if gpus is not None else available_gpus()}
     cfg = TrainConfig.from_dict(values)
     out = search_dir / RETRAIN_DIR / trial["trial_id"]
     print(f"retraining trial {trial['trial_id']} of {search_dir} for {cfg.max_epochs} epoch(s) "
@@ -189,6 +184,7 @@ def export(checkpoint: str | None, out: Path) -> Path:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cli.quiet_library_logs()
     optim = {f.name: getattr(args, f.name) for f in options_of(OptimOptions)
              if hasattr(args, f.name)}
     retrain(Path(args.search_dir), args.trial, args.max_epochs, args.data_fraction, args.gpus,

@@ -3,134 +3,60 @@
 :func:`run_search` prepares the data once on the driver, puts it into Ray's object store
 once (:func:`ray.tune.with_parameters`), and runs :func:`textsearch.trainable.tune_trial` for
 every trial with resources taken from the trial's own config.  Everything a search writes
-lives in one directory, laid out as :mod:`textsearch.layout` says.
+lives in one directory, laid out as :mod:`textsearch.record` says.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
-import json
 import logging
 import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textsearch import spaces
+from textsearch.config import TrainConfig
+from textsearch.data import load_bundle
+from textsearch.devices import gpu_problem
 from textsearch.errors import UserError
-from textsearch.layout import (
-    LOCK_FILE,
-    RUNS_FILE,
-    SETTINGS_FILE,
-    SPACE_COPY,
-    trial_dir_name,
-)
+from textsearch.live import LiveView
+from textsearch.record import SPACE_COPY, SearchSettings, record_run, trial_dir_name
+from textsearch.study import create_study, default_startup_trials, has_study, make_sampler
+from textsearch.summary import summarize, write_summary
+from textsearch.warmstart import add_to_study, best_params
+
+# Modules that import Ray (ray, textsearch.searcher, .stopper, .tester, .trainable's
+# wrapper) are imported inside the functions that use them, after init_ray: Ray reads its
+# authentication mode when it is imported, and a driver connecting to a cluster sets it
+# first (use_token_auth).
 
 if TYPE_CHECKING:
     from textsearch.spaces import SearchSpace
 
 
+def copy_space(settings: SearchSettings, space: SearchSpace) -> None:
+    """Keep the space file as it is now in the search folder (``space.py``)."""
+    settings.search_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(space.path, settings.search_dir / SPACE_COPY)
 
 
-@dataclass
-class SearchSettings:
-    """What a search runs with; saved in ``search.json`` so a resume uses the same.
-
-    gpus_per_trial may be a fraction (0.25: four trials per GPU). cpus_per_trial: CPU
-    threads for the training loop; a trial asks Ray for cpus_per_trial + num_workers CPUs.
-    time_budget_s: 0 means no budget. max_failures: retries of a crashed trial.
-    """
-
-    space: str
-    space_source: str  # --space as given: the space's name, or the file's path
-    name: str
-    results_dir: str
-    num_samples: int
-    max_epochs: int
-    grace_period: int
-    reduction_factor: float
-    metric: str
-    mode: str
-    seed: int = 0
-    max_concurrent: int = 0
-    gpus_per_trial: float | None = None  # None: decided from the cluster's GPUs
-    cpus_per_trial: int = 1
-    time_budget_s: float = 0.0
-    max_failures: int = 2
-    searcher: str = "tpe"  # "tpe", "gp" or "random": Optuna's TPE, GP or random sampler
-    scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
-    startup_trials: int | None = None  # TPE/GP sample at random first (None: by num_samples)
-    first_trial: bool = True  # a fresh search runs a known-good config first (see first_config)
-    fixed: dict[str, Any] = field(default_factory=dict)
-    # [[metric, mode], ...] when several objectives are searched (the first is metric/mode)
-    objectives: list[list[str]] | None = None
-    warm_start: list[str] = field(default_factory=list)  # searches whose trials were added
-
-    @property
-    def search_dir(self) -> Path:
-        return Path(self.results_dir) / self.name
-
-    @property
-    def objective_list(self) -> list[tuple[str, str]]:
-        """``[(metric, mode), ...]``: the searched objectives, the first one ASHA's."""
-        if self.objectives:
-            return [(m, d) for m, d in self.objectives]
-        return [(self.metric, self.mode)]
-
-    @property
-    def multi_objective(self) -> bool:
-        return len(self.objective_list) > 1
-
-    def save(self) -> None:
-        """Write ``search.json``: no absolute path, so the folder can move.
-
-        The folder's own place and name are where it is found; older searches given to
-        ``--warm_start`` are kept relative to it.
-        """
-        data = dataclasses.asdict(self)
-        del data["results_dir"], data["name"]
-        data["warm_start"] = [os.path.relpath(Path(w).resolve(), self.search_dir.resolve())
-                              for w in self.warm_start]
-        (self.search_dir / SETTINGS_FILE).write_text(json.dumps(data, indent=1))
-
-    @classmethod
-    def load(cls, search_dir: Path) -> SearchSettings:
-        """The settings of the search in ``search_dir``, wherever that folder is now."""
-        search_dir = Path(search_dir)
-        try:
-            data = json.loads((search_dir / SETTINGS_FILE).read_text())
-            settings = cls(**{**data, "results_dir": str(search_dir.parent),
-                              "name": search_dir.name})
-        except (OSError, ValueError, TypeError) as err:
-            raise UserError(f"{search_dir / SETTINGS_FILE} is missing or damaged: {err}") from None
-        settings.warm_start = [str((search_dir / w).resolve()) for w in settings.warm_start]
-        return settings
-
-    def copy_space(self, space: SearchSpace) -> None:
-        """Keep the space file as it is now in the folder (``space.py``)."""
-        self.search_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(space.path, self.search_dir / SPACE_COPY)
-
-    def load_space(self) -> SearchSpace:
-        """The search's own copy of its space; one line if the original changed since."""
-        from textsearch import spaces
-
-        copy = self.search_dir / SPACE_COPY
-        if not copy.is_file():
-            raise UserError(f"{self.search_dir} holds no {SPACE_COPY} (the space it searched)")
-        with contextlib.suppress(UserError, OSError):
-            original = spaces.resolve(self.space_source)
-            if original.read_bytes() != copy.read_bytes():
-                print(f"textsearch: {original} changed since search {self.name} started; it "
-                      f"goes on with its copy {copy}", flush=True)
-        return dataclasses.replace(spaces.load(str(copy)), name=self.space)
+def load_space(settings: SearchSettings) -> SearchSpace:
+    """The search's own copy of its space; one line if the original changed since."""
+    copy = settings.search_dir / SPACE_COPY
+    if not copy.is_file():
+        raise UserError(f"{settings.search_dir} holds no {SPACE_COPY} (the space it searched)")
+    with contextlib.suppress(UserError, OSError):
+        original = spaces.resolve(settings.space_source)
+        if original.read_bytes() != copy.read_bytes():
+            print(f"textsearch: {original} changed since search {settings.name} started; it "
+                  f"goes on with its copy {copy}", flush=True)
+    return dataclasses.replace(spaces.load(str(copy)), name=settings.space)
 
 
 # -- Ray ------------------------------------------------------------------------------------
@@ -230,16 +156,10 @@ def cluster_resources() -> tuple[float, float]:
 
 
 def check_gpus(gpus_per_trial: float, cluster_gpus: float) -> None:
-    if gpus_per_trial < 0:
-        raise UserError(f"--gpus_per_trial must be >= 0, got {gpus_per_trial}")
-    if gpus_per_trial > 0 and cluster_gpus == 0:
-        raise UserError(f"--gpus_per_trial {gpus_per_trial:g} asks for GPUs, but the Ray cluster "
-                        "has none; use --gpus_per_trial 0")
-    if gpus_per_trial > cluster_gpus:
-        raise UserError(f"--gpus_per_trial {gpus_per_trial:g} is more than the {cluster_gpus:g} "
-                        "GPUs present")
-    if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
-        raise UserError(f"--gpus_per_trial above 1 must be whole, got {gpus_per_trial:g}")
+    """Refuse a GPU share the Ray cluster cannot give (the rule of textsearch.devices)."""
+    problem = gpu_problem(gpus_per_trial, cluster_gpus, "--gpus_per_trial", "the Ray cluster")
+    if problem:
+        raise UserError(problem)
 
 
 def default_gpus_per_trial(cluster_gpus: float) -> float:
@@ -266,29 +186,7 @@ def trial_resources(settings: SearchSettings, total_cpus: float):
     return resources
 
 
-# -- locking --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def search_lock(search_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the search directory (released even on SIGKILL)."""
-    search_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(search_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise UserError(f"search {search_dir} is in use by another process (pid {owner}); "
-                            "wait for it or choose another --name") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
 # -- the search -----------------------------------------------------------------------------
-SEARCHERS = ("tpe", "gp", "random")
-SCHEDULERS = ("asha", "fifo")
 
 
 def make_scheduler(settings: SearchSettings):
@@ -311,7 +209,6 @@ def make_searcher(settings: SearchSettings, space: SearchSpace):
     """Our searcher on the search's study (created here for a new search)."""
     from textsearch.searcher import StudySearcher
     from textsearch.stopper import out_of_space
-    from textsearch.study import create_study, default_startup_trials, has_study, make_sampler
 
     if settings.startup_trials is None:
         settings.startup_trials = default_startup_trials(settings.num_samples)
@@ -333,8 +230,6 @@ def first_config(settings: SearchSettings, space: SearchSpace, warm_starts=()
     if not settings.first_trial:
         return None
     if not settings.multi_objective:
-        from textsearch.warmstart import best_params
-
         best = best_params(warm_starts, settings.mode)
         if best:
             return best, "warm_start"
@@ -356,7 +251,8 @@ def make_trainable(settings: SearchSettings, bundle, total_cpus: float):
 
     trainable = tune.with_parameters(tune_trial, bundle=bundle, fixed=trial_fixed_config(settings),
                                      cpu_threads=settings.cpus_per_trial, metric=settings.metric,
-                                     mode=settings.mode)
+                                     mode=settings.mode,
+                                     search_dir=str(settings.search_dir.resolve()))
     return tune.with_resources(trainable, trial_resources(settings, total_cpus))
 
 
@@ -372,9 +268,8 @@ def disk_full_error(settings: SearchSettings) -> UserError:
     the study, so --resume retries them)."""
     return UserError(
         f"the disk holding {settings.search_dir} is full: the search stopped, its finished "
-        "trials and checkpoints are kept. Free some space, then continue with: "
-        f"python -m textsearch.tune --name {settings.name} --results_dir "
-        f"{settings.results_dir} --resume")
+        f"trials and checkpoints are kept. Free some space, then continue with: "
+        f"{settings.resume_command()}")
 
 
 def run_config(settings: SearchSettings, guard, verbose: bool = False, callbacks=()):
@@ -402,9 +297,6 @@ def run_config(settings: SearchSettings, guard, verbose: bool = False, callbacks
 def prepare_data(settings: SearchSettings):
     """Prepare (download, check, cache) and load the data once, on the driver, without
     torch or Lightning (:func:`textsearch.data.load_bundle`)."""
-    from textsearch.config import TrainConfig
-    from textsearch.data import load_bundle
-
     return load_bundle(TrainConfig.from_dict(settings.fixed))
 
 
@@ -438,23 +330,19 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     from ray.tune.search import ConcurrencyLimiter
 
     from textsearch.stopper import SearchGuard
-    from textsearch.summary import clear_test_claims, evaluate_best, summarize, write_summary
+    from textsearch.tester import TailTest, clear_test_claims, evaluate_best
 
     total_cpus, total_gpus = cluster_resources()
     if settings.gpus_per_trial is None:
         settings.gpus_per_trial = default_gpus_per_trial(total_gpus)
     check_gpus(settings.gpus_per_trial, total_gpus)
-    from textsearch.config import TrainConfig
-
     TrainConfig.from_dict(trial_fixed_config(settings)).validate()  # e.g. 16-mixed on CPUs
     trainable = make_trainable(settings, bundle, total_cpus)
     if not resume:
-        settings.copy_space(space)
+        copy_space(settings, space)
     searcher = make_searcher(settings, space)  # resolves the TPE start-up default
     warm_starts = []
     if settings.warm_start and not resume:
-        from textsearch.warmstart import add_to_study
-
         warm_starts = add_to_study(searcher.study, settings.warm_start, space,
                                    settings.objective_list)
         for ws in warm_starts:
@@ -465,8 +353,6 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
             searcher.enqueue_first(*first)
     settings.save()
     guard = SearchGuard(str(settings.search_dir), searcher)
-    from textsearch.tail import TailTest
-
     tail = TailTest(settings.search_dir, bundle, searcher)  # tests on slots freed at the tail
     clear_test_claims(settings.search_dir)  # no one tests yet: a claim left is a killed tester's
     concurrency = settings.max_concurrent or default_concurrency(settings, total_cpus, total_gpus)
@@ -484,8 +370,6 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
         ),
         run_config=run_config(settings, guard, verbose, [tail]),
     )
-    from textsearch.live import LiveView
-
     view = LiveView(settings.search_dir, searcher, settings, interval_s=live_interval_s)
     steps["tune_started"] = time.time()
     try:
@@ -510,15 +394,3 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     if guard.gpu_error:
         summary["gpu_error"] = f"trial {searcher.number_of(guard.gpu_trial_id)}: {guard.gpu_error}"
     return summary
-
-
-def record_run(search_dir: Path, started: float, ended: float,
-               steps: dict[str, float] | None = None) -> None:
-    """Add one run's start and end (Unix s) to ``runs.jsonl``: the search's wall time.
-
-    ``steps``: when its start-up steps ended (``ray_ready``, ``data_ready``,
-    ``tune_started``); a trial's own steps are in its epoch reports (``process_started_at``,
-    ``trial_started_at``, ``modules_loaded_at``, ``first_batch_at``).
-    """
-    with (search_dir / RUNS_FILE).open("a") as f:
-        f.write(json.dumps({"started": started, "ended": ended, **(steps or {})}) + "\n")

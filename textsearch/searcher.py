@@ -39,8 +39,8 @@ from textsearch.study import (
     FIRST_TRIAL_ATTR,
     RAY_TRIAL_ATTR,
     VALUES_BY_EPOCH,
+    StoredTrial,
     is_own,
-    live_trial,
     open_study,
 )
 
@@ -76,7 +76,7 @@ class StudySearcher(Searcher):
         # interrupted trials of earlier runs, handed out again before any new one
         self.unfinished = [t.number for t in own if t.state == TrialState.RUNNING]
         self.numbers: dict[str, int] = {}  # Ray trial id -> study trial number
-        self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> live study trial
+        self.trials: dict[str, optuna.Trial | StoredTrial] = {}  # Ray trial id -> its study trial
         self.epochs: dict[str, int] = {}  # last epoch told, per Ray trial id
         self.values: dict[str, list[float]] = {}  # its objective values
         self.ended: set[str] = set()
@@ -85,7 +85,7 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.unfinished:
             number = self.unfinished.pop(0)
-            trial = live_trial(self.study, self.storage, number)
+            trial = StoredTrial(self.study, self.storage, number)
             frozen = self.study.get_trials(deepcopy=False)[number]
             config = dict(frozen.user_attrs.get(CONFIG_ATTR) or frozen.params)
             # what the study already holds of it: a resumed trial first reports its last

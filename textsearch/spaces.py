@@ -17,6 +17,7 @@ Space files are user code: they are executed when loaded, only from the path giv
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib.util
 import os
@@ -28,8 +29,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from textsearch.config import TrainConfig, check_option, coerce, parse_objectives
+from textsearch.config import TrainConfig, check_option, coerce
 from textsearch.errors import UserError
+from textsearch.metrics import parse_objectives
 from textsearch.paths import builtin_spaces_dir
 
 if TYPE_CHECKING:  # Optuna is imported where a space is sampled, not to list or resolve one
@@ -123,8 +125,6 @@ def known_spaces() -> dict[str, Path]:
 
 def describe(path: Path) -> str:
     """The first docstring line of a space file, read without executing it."""
-    import ast
-
     try:
         doc = ast.get_docstring(ast.parse(path.read_text()))
     except SyntaxError:

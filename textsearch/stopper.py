@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import signal
 from pathlib import Path
 
+import cloudpickle
+from ray.exceptions import RayError
 from ray.tune import Callback, Stopper
 
 from textsearch.errors import TrialGPUError
-from textsearch.layout import ERROR_FILE, LATEST_CHECKPOINT
+from textsearch.record import LATEST_CHECKPOINT, write_error
 
 MIN_FREE_BYTES = 1 << 20  # never let a search fill its disk below this
 
@@ -43,10 +44,6 @@ def out_of_space(path: Path) -> bool:
     return free_bytes(path) < MIN_FREE_BYTES
 
 
-def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
 def causes(error: BaseException | None) -> list[BaseException]:
     """``error`` and what caused it: a Ray task error's ``cause``, then Python's chain."""
     chain: list[BaseException] = []
@@ -58,8 +55,6 @@ def causes(error: BaseException | None) -> list[BaseException]:
 
 def root_cause(error: BaseException) -> BaseException:
     """The innermost exception that is not Ray's wrapper of it."""
-    from ray.exceptions import RayError
-
     chain = causes(error)
     ours = [e for e in chain if not isinstance(e, RayError)]
     return ours[0] if ours else chain[-1]
@@ -71,8 +66,6 @@ def pickled_error(trial) -> BaseException | None:
     Ray writes it on the driver first (``Trial.pickled_error_file``) and copies it to the
     search folder later (``Trial.get_pickled_error`` reads that copy).
     """
-    import cloudpickle
-
     path = trial.pickled_error_file
     if path and Path(path).is_file():
         with contextlib.suppress(Exception):  # an exception that cannot be unpickled here
@@ -140,11 +133,8 @@ class SearchGuard(Stopper, Callback):
             return
         root = root_cause(error)
         line = f"{type(root).__name__}: {root}".splitlines()[0] if str(root) else type(root).__name__
-        with contextlib.suppress(OSError):
-            folder = Path(trial.path)  # the trial's folder in the search directory
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / ERROR_FILE).write_text(json.dumps({"type": type(root).__name__,
-                                                         "error": line}))
+        with contextlib.suppress(OSError):  # trial.path: its folder in the search directory
+            write_error(Path(trial.path), type(root).__name__, line)
         if is_disk_full(error) or out_of_space(Path(self.search_dir)):
             self._disk_is_full()
         if any(isinstance(e, TrialGPUError) for e in causes(error)):

@@ -20,14 +20,16 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from textsearch.errors import UserError
-from textsearch.layout import STUDY_FILE
+from textsearch.record import STUDY_FILE
 
 WARM_START_ATTR = "warm_start_from"  # user attribute of trials copied from an older search
 CONFIG_ATTR = "config"  # user attribute: everything the space function returned for a trial
@@ -45,8 +47,6 @@ STATUS = {  # how a search names the study's trial states
 
 
 def journal_storage(path: Path) -> optuna.storages.JournalStorage:
-    from optuna.storages.journal import JournalFileBackend
-
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -58,8 +58,6 @@ def repair_journal(path: Path) -> str | None:
     what was cut (also printed), or None.  A damaged line before the end is not repaired:
     :class:`UserError`.
     """
-    from optuna.storages.journal import JournalFileSymlinkLock
-
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         return None
@@ -132,16 +130,26 @@ def create_study(search_dir: Path, name: str, directions: list[str],
     return study, storage
 
 
-def live_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int
-               ) -> optuna.Trial:
-    """Trial ``number`` of ``study`` as a live Trial that can be told more (reports, user
-    attributes); ``storage``: the one the study was opened on.
+class StoredTrial:
+    """A trial already in the study (a RUNNING trial of an earlier run, which a resumed
+    search hands out again) that can be told more: its per-epoch values and user attributes.
 
-    Optuna hands out live trials only from ``study.ask()``; a RUNNING trial of an earlier
-    run (a resumed search) is found through the storage's public lookup by study and number.
+    Optuna hands out live :class:`optuna.Trial` objects only from ``study.ask()`` and says
+    not to build them by hand; this one writes through the storage's public methods, by the
+    trial's id in the storage (found from the study and the trial's number).
     """
-    study_id = storage.get_study_id_from_name(study.study_name)
-    return optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage,
+                 number: int) -> None:
+        study_id = storage.get_study_id_from_name(study.study_name)
+        self.storage, self.number = storage, number
+        self.trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+    def report(self, value: float, step: int) -> None:
+        self.storage.set_trial_intermediate_value(self.trial_id, step, float(value))
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
 
 
 def is_own(trial: FrozenTrial) -> bool:
@@ -239,8 +247,6 @@ def make_sampler(searcher: str, seed: int, startup_trials: int) -> optuna.sample
     seeded random sampler; running trials count as pending points.  It learns from COMPLETE
     trials only: under ASHA, from the trials that ran to ``max_epochs``.
     """
-    import warnings
-
     if searcher == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():

@@ -24,92 +24,46 @@ Reading a summary needs pandas and Optuna, not Ray or torch (the report imports 
 from __future__ import annotations
 
 import json
-import math
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from textsearch import metrics
+from textsearch.config import reads_lines
 from textsearch.errors import UserError
-from textsearch.layout import (
+from textsearch.record import (
     BEST_CHECKPOINT,
-    ERROR_FILE,
     PROGRESS_FILE,
-    RUNS_FILE,
-    SETTINGS_FILE,
     SUMMARY_FILE,
-    TEST_CLAIM,
-    TEST_METRICS,
     TRIALS_FILE,
-    trial_dir_name,
+    SearchSettings,
+    finite_number,
+    read_error,
+    read_progress,
+    read_test,
+    trial_dir,
     trial_id,
     trial_number,
+    wall_seconds,
 )
-
-
-def finite_number(x: Any) -> float | None:
-    """``x`` as a finite float, else None (a blank progress.csv cell, text, inf, NaN)."""
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def read_progress(path: Path) -> list[dict[str, str]]:
-    """The rows of a trial's ``progress.csv`` (a half-written last line left out)."""
-    import csv
-    import io
-
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return []
-    return list(csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1])))
-
-
-def read_runs(search_dir: Path) -> list[dict[str, float]]:
-    """The runs of the search that ended, from ``runs.jsonl``: ``started`` and ``ended``."""
-    try:
-        lines = (Path(search_dir) / RUNS_FILE).read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    return [json.loads(line) for line in lines if line.strip().endswith("}")]
-
-
-def wall_seconds(search_dir: Path) -> float | None:
-    """Wall time of the search's runs that ended; None: none ended yet."""
-    runs = read_runs(search_dir)
-    return sum(r["ended"] - r["started"] for r in runs) if runs else None
+from textsearch.study import CONFIG_ATTR, has_study, is_own, load_study, pareto_front, status
 
 
 def trial_rows(search_dir: Path, settings, study) -> list[dict[str, Any]]:
     """One row per own trial of the study, from the study and the trial's folder."""
-    from textsearch.study import CONFIG_ATTR, is_own, status
-
-    sign = 1 if settings.mode == "max" else -1
     rows = []
     for t in study.get_trials(deepcopy=False):
         if not is_own(t):
             continue
-        folder = Path(search_dir) / trial_dir_name(t.number)
+        folder = trial_dir(search_dir, t.number)
         progress = read_progress(folder / PROGRESS_FILE)
-        scored = [(v, int(r["epoch"])) for v, r in
-                  ((finite_number(r.get(settings.metric)), r) for r in progress) if v is not None]
-        values = [v for v, _ in scored]
-        best, best_epoch = max(scored, key=lambda p: (sign * p[0], -p[1])) if scored else (None, None)
+        values = [finite_number(r.get(settings.metric)) for r in progress]
+        at = metrics.best_index(values, settings.mode)  # the trial's best epoch, the first
+        best, best_epoch = (values[at], int(progress[at]["epoch"])) if at is not None else (None, None)
+        scored = [v for v in values if v is not None]
         last = progress[-1] if progress else {}
         state = status(t)
-        failure = _json(folder / ERROR_FILE) or {}
         rows.append({
             "trial_id": trial_id(t.number),
             "number": t.number,
@@ -117,11 +71,11 @@ def trial_rows(search_dir: Path, settings, study) -> list[dict[str, Any]]:
             "epochs": len(progress),
             f"best_{settings.metric}": best,
             "best_epoch": best_epoch,
-            f"last_{settings.metric}": values[-1] if values else None,
+            f"last_{settings.metric}": scored[-1] if scored else None,
             "objectives": {m: finite_number(last.get(m)) for m, _ in settings.objective_list},
             "stopped_at_epoch": len(progress) if state == "stopped_early" else None,
             "precision": last.get("precision") or None,  # what Lightning ran (auto resolved)
-            "error": (t.user_attrs.get("error") or failure.get("error")
+            "error": (t.user_attrs.get("error") or read_error(folder)
                       if state == "errored" else None),
             "config": dict(t.user_attrs.get(CONFIG_ATTR) or t.params),
             "path": folder.name,
@@ -129,37 +83,20 @@ def trial_rows(search_dir: Path, settings, study) -> list[dict[str, Any]]:
     return rows
 
 
-def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
-    """The best trial: best epoch value of ``metric``, ties to the earlier trial."""
-    key, sign = f"best_{metric}", 1 if mode == "max" else -1
-    scored = [r for r in rows if r[key] is not None]
-    return min(scored, key=lambda r: (-sign * r[key], r["number"])) if scored else None
-
-
-def load_settings(search_dir: Path):
-    from textsearch.search import SearchSettings
-
-    if not (Path(search_dir) / SETTINGS_FILE).is_file():
-        raise UserError(f"{search_dir} is not a search folder (no {SETTINGS_FILE})")
-    return SearchSettings.load(Path(search_dir))
-
-
 def summarize(search_dir: Path) -> dict[str, Any]:
     """The summary of the search in ``search_dir``, as its folder holds it now."""
-    from textsearch.study import has_study, is_own, load_study, pareto_front
-
     search_dir = Path(search_dir)
-    settings = load_settings(search_dir)
+    settings = SearchSettings.load(search_dir)
     if not has_study(search_dir):
         raise UserError(f"{search_dir} holds no study yet: its search has not started")
     study = load_study(search_dir)
     rows = trial_rows(search_dir, settings, study)
-    best = best_row(rows, settings.metric, settings.mode)
+    best = metrics.best_trial(rows, settings.metric, settings.mode)
     best_info = None
     if best is not None:
         checkpoint = search_dir / best["path"] / BEST_CHECKPOINT
-        tested = _json(search_dir / best["path"] / TEST_METRICS) or {}
-        fresh = tested.get("epoch") == best["best_epoch"]
+        tested = read_test(search_dir / best["path"], epoch=best["best_epoch"]) or {}
+        config = {**settings.fixed, **best["config"]}
         best_info = {
             "trial_id": best["trial_id"],
             "config": {**settings.fixed, **best["config"],  # precision: what Lightning ran
@@ -168,8 +105,7 @@ def summarize(search_dir: Path) -> dict[str, Any]:
             settings.metric: best[f"best_{settings.metric}"],
             "epoch": best["best_epoch"],
             "precision": best["precision"],
-            **{name: tested.get(name) if fresh else None
-               for name in test_names({**settings.fixed, **best["config"]})},
+            **{name: tested.get(name) for name in metrics.test_metrics(reads_lines(config))},
             "checkpoint": f"{best['path']}/{BEST_CHECKPOINT}" if checkpoint.is_file() else None,
         }
     pareto = None
@@ -193,7 +129,7 @@ def summarize(search_dir: Path) -> dict[str, Any]:
         "best": best_info,
         "objectives": [list(o) for o in settings.objective_list],
         "pareto": pareto,
-        "warm_start": json.loads((search_dir / SETTINGS_FILE).read_text()).get("warm_start", []),
+        "warm_start": settings.warm_start_saved(),
         "warm_started": sum(1 for t in study.get_trials(deepcopy=False) if not is_own(t)),
         "trials": rows,
     }
@@ -205,93 +141,9 @@ def find_trial(summary: dict[str, Any], text: str) -> dict[str, Any] | None:
     return next((t for t in summary["trials"] if t["number"] == number), None)
 
 
-def test_names(config: dict[str, Any]) -> tuple[str, ...]:
-    """The test metrics of a trial's model (``config``: its fixed and searched values)."""
-    from textsearch.config import test_metrics_of
-
-    return test_metrics_of(str(config.get("model_class", "")))
-
-
-TEST_LABELS = {"test_acc": "Test accuracy", "test_cer": "Test character error rate",
-               "test_line_acc": "Test line accuracy"}
-
-
 def headline_test(summary: dict[str, Any]) -> tuple[str, float | None]:
     """(label, value) of the best trial's headline test figure (value None: not tested)."""
-    best = summary.get("best") or {}
-    name = "test_cer" if "test_cer" in best else "test_acc"
-    return TEST_LABELS[name], best.get(name)
-
-
-def evaluate_best(search_dir: Path, bundle=None, gpus: float | None = None,
-                  summary: dict[str, Any] | None = None, shared: bool = False,
-                  threads: int | None = None) -> float | None:
-    """Test the best trial's ``best.ckpt`` (once per checkpoint: ``test.json``).
-
-    ``gpus``: 0 for the CPU, else this process's GPU (None: one if this process has one).
-    ``summary``: the search's :func:`summarize`, if just read.  ``shared``: other processes
-    may test the same checkpoint meanwhile (the trials and the driver while a search runs):
-    it is left to the one that claimed it first (``.testing`` in its folder).  ``threads``:
-    torch's CPU threads for the test (None: as they are).  Returns the
-    headline test figure (the accuracy, or for lines the CER; None: no best trial, or
-    another process tests it).
-    """
-    summary = summary or summarize(search_dir)
-    best = summary["best"]
-    if best is None or best["checkpoint"] is None:
-        return None
-    if headline_test(summary)[1] is not None:
-        return headline_test(summary)[1]
-    folder = Path(search_dir) / Path(best["checkpoint"]).parent
-    claim = folder / TEST_CLAIM
-    if shared:
-        try:
-            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return None
-    try:
-        done = _json(folder / TEST_METRICS)  # tested by another process since summary was read
-        if shared and done is not None and done.get("epoch") == best["epoch"]:
-            return done.get("test_cer", done.get("test_acc"))
-        import torch
-
-        from textsearch.data.util import atomic_path
-        from textsearch.training import evaluate_checkpoint
-
-        if gpus is None:
-            gpus = 1 if torch.cuda.is_available() else 0
-        before = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:  # the checkpoint holds its config; the data is the search's, already in memory
-            metrics = evaluate_checkpoint(Path(search_dir) / best["checkpoint"], bundle, gpus=gpus)
-        finally:
-            torch.set_num_threads(before)
-        with atomic_path(folder / TEST_METRICS) as tmp:  # read whole or not at all
-            tmp.write_text(json.dumps({"epoch": best["epoch"], **metrics}))
-    finally:  # a claim left by a process that was killed: the search's end tests regardless
-        claim.unlink(missing_ok=True)
-    return metrics.get("test_cer", metrics.get("test_acc"))
-
-
-def evaluate_best_meanwhile(search_dir: Path, bundle, ready=None, **kwargs) -> None:
-    """:func:`evaluate_best` from a process that shares a running search (a trial at its last
-    epoch, the driver's tail thread), unless ``ready(summary)`` says not now.  A failure is
-    said on stderr and left to the search's end, which tests the best again."""
-    try:
-        summary = summarize(search_dir)
-        if ready is None or ready(summary):
-            evaluate_best(search_dir, bundle, summary=summary, shared=True, **kwargs)
-    except Exception as err:  # noqa: BLE001 - the search's end tests the best again
-        print(f"textsearch: testing the best checkpoint of {search_dir} failed here "
-              f"({type(err).__name__}: {err}); the search's end tests it", file=sys.stderr,
-              flush=True)
-
-
-def clear_test_claims(search_dir: Path) -> None:
-    """Claims left by testers that were killed (a run starts with none testing)."""
-    for claim in Path(search_dir).glob(f"trial_*/{TEST_CLAIM}"):
-        claim.unlink(missing_ok=True)
+    return metrics.headline_test(summary.get("best") or {})
 
 
 def write_summary(search_dir: Path, summary: dict[str, Any]) -> None:

@@ -16,71 +16,24 @@ to ``<runs_dir>/<name>/``; the best checkpoint is tested at the end and ``val_ac
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
-import typing
 from pathlib import Path
 
 from textsearch import cli
 from textsearch.config import TrainConfig
 from textsearch.errors import UserError, cli_entry
-from textsearch.options import options_of
-
-
-def flag_type(f: dataclasses.Field, typ: type):
-    """The argparse type of an option, from its Python type and declared range."""
-    m = f.metadata
-    if m["fraction"]:
-        return cli.fraction
-    if typ is int:
-        if m["above"]:
-            return cli.positive_int
-        if m["minimum"] is None:
-            return int
-        return cli.nonnegative_int if m["minimum"] == 0 else cli.int_at_least(int(m["minimum"]))
-    if typ is float:
-        return cli.positive_float if m["above"] else cli.nonnegative_float if m["minimum"] == 0 else float
-    return cli.nonempty_str
-
-
-def add_config_flags(parser: cli.Parser, defaults=None, suppress: bool = False,
-                     config_cls: type = TrainConfig) -> None:
-    """One flag per option of ``config_cls`` (TrainConfig or one of its parts, e.g.
-    LinesOptions); ``suppress``: absent flags stay out of the namespace."""
-    defaults = defaults or config_cls()
-    types = typing.get_type_hints(config_cls)
-    for f in options_of(config_cls):
-        name, typ, m = f.name, types[f.name], f.metadata
-        default = argparse.SUPPRESS if suppress else getattr(defaults, name)
-        if typ is bool:
-            parser.add_flag(name, action=argparse.BooleanOptionalAction, default=default,
-                            help=m["help"])
-        elif m["flag_const"] is not None:
-            parser.add_flag(name, type=flag_type(f, typ), default=default, nargs="?",
-                            const=m["flag_const"], help=m["help"], metavar="N")
-        else:
-            parser.add_flag(name, type=flag_type(f, typ), default=default, choices=m["choices"],
-                            help=m["help"], metavar=name.upper() if not m["choices"] else None)
 
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="textsearch.train", description=__doc__.split("\n\n")[0],
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_flags(parser)
+    cli.add_config_flags(parser)
     parser.add_flag("runs_dir", type=cli.folder_path, default="runs/train",
                     help="folder for the run's logs and checkpoints")
     parser.add_flag("name", type=cli.folder_name, default=None,
                     help="run name (default: time stamp, model and data class)")
     parser.add_flag("no_progress_bar", action="store_true", help="hide Lightning's progress bar")
     return parser
-
-
-def given_options(argv: list[str] | None) -> set[str]:
-    """The TrainConfig options spelled out on the command line (not left at their default)."""
-    probe = cli.Parser(prog="textsearch.train", add_help=False)
-    add_config_flags(probe, suppress=True)
-    known, _ = probe.parse_known_args(argv)
-    return set(vars(known))
 
 
 @cli_entry
@@ -90,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.pop("no_progress_bar")
     cfg = TrainConfig.from_dict(args)
     cfg.validate()
-    unused = cfg.unused_option(given_options(argv))
+    unused = cfg.unused_option(cli.given_options("textsearch.train", argv))
     if unused:
         raise UserError(f"--{unused} has no effect with --model_class {cfg.model_class} "
                         f"--data_class {cfg.data_class}: leave it out")
@@ -104,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--runs_dir: cannot create runs directory {runs_dir}: {err.strerror}") from None
     from textsearch.training import ConfigFile, train  # torch and Lightning: only for a run
 
+    cli.quiet_library_logs()
     result = train(cfg, run_dir, callbacks=[ConfigFile(cfg, run_dir)], enable_progress_bar=progress)
     m = result.metrics
     print(f"run directory: {run_dir}")

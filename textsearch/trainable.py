@@ -11,11 +11,12 @@ from typing import Any
 
 
 def tune_trial(config: dict[str, Any], bundle=None, fixed: dict[str, Any] | None = None,
-               cpu_threads: int = 1, metric: str = "val_acc", mode: str = "max") -> None:
+               cpu_threads: int = 1, metric: str = "val_acc", mode: str = "max",
+               search_dir: str = "") -> None:
     """One trial: :func:`textsearch.trial.trial_in_tune` (wrapped with
     ``tune.with_parameters``, which hands over the data and the shared config)."""
     started_at = time.time()  # the trial's process took it (its start-up steps are reported)
-    from textsearch.trial import trial_in_tune
+    from textsearch.trial import trial_in_tune  # torch and Lightning load here, in the trial
 
     trial_in_tune(config, bundle=bundle, fixed=fixed, cpu_threads=cpu_threads, metric=metric,
-                  mode=mode, started_at=started_at)
+                  mode=mode, search_dir=search_dir, started_at=started_at)

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,26 +19,39 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.tensorboard.summary import hparams
 
-from textsearch.config import PRECISIONS, TrainConfig, check_option, coerce
+from textsearch import metrics
+from textsearch.config import TrainConfig
 from textsearch.data import DATA_CLASSES, BaseDataModule, DataBundle
+from textsearch.devices import (
+    Accelerator,
+    accelerator_for,
+    evaluation_precision,
+    resolve_precision,
+    trainer_precision,
+)
 from textsearch.errors import UserError
 from textsearch.lit_model import CONFIG_KEY, DATA_KEY, LineLitModel, LitModel
 from textsearch.models.cnn import CNN
+from textsearch.models.ctc import label_tokens, min_steps
 from textsearch.models.errors import ModelConfigError
 from textsearch.models.line_cnn import LineCNN
 from textsearch.models.mlp import MLP
 
-__all__ = ["PRECISIONS", "ConfigFile", "TrainConfig", "TrainResult", "check_option", "coerce",
-           "train", "evaluate_checkpoint", "make_model", "make_datamodule", "make_lit_model",
-           "model_from_checkpoint"]
 
-for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*The given NumPy array is not writable.*")
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-warnings.filterwarnings("ignore", message=".*You are using `torch.load` with.*")
+@contextlib.contextmanager
+def lightning_warnings() -> Iterator[None]:
+    """Within a run: drop Lightning's and torch's warnings that say nothing to act on."""
+    with warnings.catch_warnings():
+        # advice to add DataLoader workers: a search chooses num_workers itself
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # torch.from_numpy of a read-only view: the images shared through Ray's object
+        # store, which no batch writes to
+        warnings.filterwarnings("ignore", message=".*The given NumPy array is not writable.*")
+        # a deprecation inside Lightning's use of torch's pytree
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        yield
 
 
 @dataclass
@@ -92,18 +106,10 @@ def data_info(bundle: DataBundle) -> dict[str, Any]:
 
 
 def ctc_steps_needed(bundle: DataBundle) -> int:
-    """The most output steps a line of ``bundle`` needs under CTC: its characters plus one
-    blank between each pair of equal neighbours (:func:`textsearch.models.ctc.min_steps`)."""
-    import numpy as np
-
-    from textsearch.models.ctc import FIRST_CHARACTER
-
-    needed = 0
-    for y in (bundle.y_trainval, bundle.y_test):
-        chars = y >= FIRST_CHARACTER
-        repeats = (y[:, 1:] == y[:, :-1]) & chars[:, 1:]
-        needed = max(needed, int(np.max(chars.sum(axis=1) + repeats.sum(axis=1), initial=0)))
-    return needed
+    """The most output steps a line of ``bundle`` needs under CTC
+    (:func:`textsearch.models.ctc.min_steps` of its characters)."""
+    return max((min_steps(tokens) for y in (bundle.y_trainval, bundle.y_test)
+                for tokens in label_tokens(y)), default=0)
 
 
 def make_lit_model(cfg: TrainConfig, bundle: DataBundle) -> LitModel:
@@ -166,72 +172,12 @@ def model_from_checkpoint(path: str | Path) -> tuple[TrainConfig, LitModel]:
     return cfg, lit.eval()
 
 
-def accelerator_for(gpus: float) -> tuple[str, int | str]:
-    """Lightning's (accelerator, devices) for ``gpus``; refuses GPUs that are not there."""
-    if gpus <= 0:
-        return "cpu", 1
-    available = torch.cuda.device_count()
-    if available == 0:
-        raise UserError(f"asked for {gpus:g} GPU(s) but this machine has no usable GPU; use --gpus 0")
-    if gpus > available:
-        raise UserError(f"asked for {gpus:g} GPUs but only {available} are present")
-    if gpus < 1:  # a share of one GPU, as in a search trial: the one device Ray assigned
-        return "gpu", 1
-    if not float(gpus).is_integer():
-        raise UserError(f"gpus above 1 must be a whole number, got {gpus:g}")
-    return "gpu", int(gpus)
-
-
-CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
-
-
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from the CPU's own
-    flags in ``/proc/cpuinfo`` (``cpuinfo``: that file's text; elsewhere than Linux: False)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags")
-             for f in line.partition(":")[2].split()}
-    return any(f in flags for f in CPU_BF16_FLAGS)
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """Lightning's precision for ``precision`` on ``accelerator`` ('cpu' or 'gpu').
-
-    ``auto``: ``bf16-mixed`` where the device has native bf16 (a CUDA device of compute
-    capability 8.0 or more: Ampere and newer; a CPU with AVX512-BF16 or AMX), else ``32``.
-    Any other value is Lightning's as given.
-    """
-    if precision != "auto":
-        return precision
-    if accelerator == "gpu":
-        return "bf16-mixed" if torch.cuda.get_device_capability() >= (8, 0) else "32"
-    return "bf16-mixed" if cpu_has_native_bf16() else "32"
-
-
-def trainer_precision(trainer: pl.Trainer) -> str:
-    """The precision Lightning's Trainer runs in, named as ``--precision`` names it
-    (Lightning's ``32-true`` is ``32``)."""
-    held = str(trainer.precision)
-    return "32" if held == "32-true" else held
-
-
-def device_name(trainer: pl.Trainer) -> str:
-    """The device a run trains on, as torch names it (``cuda:0``, ``cpu``)."""
-    return str(trainer.strategy.root_device)
-
-
 def flat_hparams(cfg: TrainConfig) -> dict[str, bool | int | float | str]:
     return {k: v for k, v in cfg.to_dict().items() if isinstance(v, (bool, int, float, str))}
 
 
 def log_hparams(logger: TensorBoardLogger, cfg: TrainConfig, metric_names: list[str]) -> None:
     """Write the HParams plugin's session records; metric values come from the scalars."""
-    from torch.utils.tensorboard.summary import hparams
-
     exp, ssi, sei = hparams(flat_hparams(cfg), {m: 0.0 for m in metric_names})
     # Lightning's log_hyperparams(params, metrics) would also log these 0.0 placeholders as
     # the metrics' first values; the SummaryWriter's own file writer takes just the records.
@@ -239,11 +185,6 @@ def log_hparams(logger: TensorBoardLogger, cfg: TrainConfig, metric_names: list[
     for summary in (exp, ssi, sei):
         writer.add_summary(summary)
     writer.flush()
-
-
-HPARAM_METRICS = ["val_acc", "val_loss", "train_loss", "test_acc"]
-LINE_HPARAM_METRICS = ["val_cer", "val_line_acc", "val_loss", "train_loss", "test_cer",
-                       "test_line_acc"]
 
 
 def train(
@@ -256,16 +197,19 @@ def train(
     test: bool = True,
     enable_progress_bar: bool = True,
     enable_checkpointing: bool = True,
+    accelerator: Accelerator | None = None,
 ) -> TrainResult:
     """Train one model as ``cfg`` says; logs and checkpoints go under ``run_dir``.
 
     ``bundle``: data already in memory (a search hands it over from Ray's object store).
     ``ckpt_path``: a Lightning checkpoint to resume from. ``test``: evaluate the best
-    checkpoint on the test split at the end.
+    checkpoint on the test split at the end.  ``accelerator``: where to train, as the caller
+    checked it (a search trial: the GPU Ray assigned it); None: where ``cfg.gpus`` says
+    (:func:`textsearch.devices.accelerator_for`).
     """
     cfg.validate()
-    accelerator, devices = accelerator_for(cfg.gpus)
-    precision = resolve_precision(cfg.precision, accelerator)
+    accelerator = accelerator or accelerator_for(cfg.gpus)
+    precision = resolve_precision(cfg.precision, accelerator.accelerator)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = make_datamodule(cfg, bundle)
     if bundle is None:
@@ -277,13 +221,13 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard",
                                default_hp_metric=False)
-    hparam_metrics = LINE_HPARAM_METRICS if cfg.reads_lines else HPARAM_METRICS
+    hparam_metrics = metrics.hparam_metrics(cfg.reads_lines)
     all_callbacks = list(callbacks or [])
     checkpoint_cb = None
     if enable_checkpointing and not cfg.fast_dev_run:
         monitor, mode = cfg.monitor
         if cfg.limit_val_batches <= 0:  # no validation: training's own figure picks the best
-            monitor, mode = ("train_loss", "min") if cfg.reads_lines else ("train_acc", "max")
+            monitor, mode = metrics.training_metric(cfg.reads_lines)
         checkpoint_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                         monitor=monitor, mode=mode, save_top_k=1,
                                         save_last=False, enable_version_counter=False)
@@ -297,8 +241,8 @@ def train(
         o = cfg.overfit_batches
         limit_train = limit_val = int(o) if o >= 1 else o
     trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=devices,
+        accelerator=accelerator.accelerator,
+        devices=accelerator.devices,
         precision=precision,
         max_epochs=cfg.max_epochs,
         logger=logger,
@@ -318,18 +262,20 @@ def train(
     ran = dataclasses.replace(cfg, precision=trainer_precision(trainer))
     log_hparams(logger, ran, hparam_metrics)
     lit.run_config = ran.to_dict()
-    trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    with lightning_warnings():
+        trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
+    results = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     best = checkpoint_cb.best_model_path if checkpoint_cb and checkpoint_cb.best_model_path else None
     tested: dict[str, float] = {}
     if best is not None and checkpoint_cb.best_model_score is not None:
-        metrics[f"best_{checkpoint_cb.monitor}"] = float(checkpoint_cb.best_model_score)
+        results[f"best_{checkpoint_cb.monitor}"] = float(checkpoint_cb.best_model_score)
     if test and not cfg.fast_dev_run:
-        out = trainer.test(lit, datamodule=dm, ckpt_path=best, verbose=False)
+        with lightning_warnings():
+            out = trainer.test(lit, datamodule=dm, ckpt_path=best, verbose=False)
         tested = {k: float(out[0][k]) for k in cfg.test_metrics}
-        metrics.update(tested)
+        results.update(tested)
     logger.finalize("success")
-    return TrainResult(cfg, run_dir, metrics, best, tested.get("test_acc"), trainer.current_epoch,
+    return TrainResult(cfg, run_dir, results, best, tested.get("test_acc"), trainer.current_epoch,
                        tested, trainer_precision(trainer))
 
 
@@ -351,20 +297,21 @@ def evaluate_checkpoint(checkpoint: str | Path, bundle: DataBundle | None = None
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     cfg, lit = model_from_checkpoint(checkpoint)
     gpus = min(gpus, 1)
-    accelerator, devices = accelerator_for(gpus)
-    # a mixed-precision run from a GPU, tested on a CPU: in what that CPU computes natively
-    precision = "auto" if not gpus and cfg.precision.endswith("-mixed") else cfg.precision
-    cfg = dataclasses.replace(cfg, gpus=gpus, precision=resolve_precision(precision, accelerator))
+    accelerator = accelerator_for(gpus)
+    cfg = dataclasses.replace(cfg, gpus=gpus, precision=evaluation_precision(
+        cfg.precision, accelerator.accelerator))
     dm = make_datamodule(cfg, bundle)
     saved, data = lit.data_info, data_info(dm.get_bundle())
     if (saved["input_dims"], saved["num_classes"]) != (data["input_dims"], data["num_classes"]):
         raise UserError(f"checkpoint {checkpoint} was trained on inputs {saved['input_dims']} "
                         f"with {saved['num_classes']} classes, the data given has "
                         f"{data['input_dims']} and {data['num_classes']}")
-    trainer = pl.Trainer(accelerator=accelerator, devices=devices, precision=cfg.precision,
-                         logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(accelerator=accelerator.accelerator, devices=accelerator.devices,
+                         precision=cfg.precision, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)
     run = trainer.test if split == "test" else trainer.validate
-    out = run(lit, datamodule=dm, verbose=False)
+    with lightning_warnings():
+        out = run(lit, datamodule=dm, verbose=False)
     return {k: float(v) for k, v in out[0].items()}
 
 

@@ -8,10 +8,6 @@ the ``--debug`` run) the same code prints each epoch's metrics instead.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import logging
 import os
 import shutil
 import sys
@@ -23,38 +19,36 @@ from typing import Any
 
 import psutil
 import pytorch_lightning as pl
+import ray
 import torch
 from pytorch_lightning.callbacks import Callback
+from ray import tune
 
+from textsearch import cli
+from textsearch.config import TrainConfig
 from textsearch.data import DataBundle
 from textsearch.data.util import atomic_path
-from textsearch.errors import TrialGPUError
-from textsearch.layout import (
+from textsearch.devices import cuda, device_name, trainer_precision, trial_accelerator
+from textsearch.metrics import LOGGED, better
+from textsearch.record import (
     BEST_CHECKPOINT,
     LATEST_CHECKPOINT,
-    LIVE_FILE,
-    PROGRESS_FILE,
     TEST_METRICS,
+    ProgressLog,
+    finite_number,
+    write_live,
 )
-from textsearch.summary import evaluate_best_meanwhile, finite_number, read_progress
-from textsearch.training import (
-    ConfigFile,
-    TrainConfig,
-    TrainResult,
-    device_name,
-    train,
-    trainer_precision,
-)
+from textsearch.tester import test_at_last_epoch
+from textsearch.training import ConfigFile, TrainResult, train
 
 LOADED_AT = time.time()  # when this module (and torch and Lightning with it) finished loading
 LIVE_EVERY_S = 0.5
-REPORTED = ("val_acc", "val_loss", "train_loss", "train_acc", "val_cer", "val_line_acc")
 
 
 def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
     """The epoch's metrics as plain floats, plus throughput and the 1-based epoch."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-               if k in REPORTED and v.numel() == 1}
+               if k in LOGGED and v.numel() == 1}
     metrics.update(pl_module.compute_epoch_stats())
     dm = getattr(trainer, "datamodule", None)
     if dm is not None and dm.bundle is not None:
@@ -71,37 +65,6 @@ def epoch_metrics(trainer: pl.Trainer, pl_module) -> dict[str, float]:
         # i.e. this trial holds no copy of its own.
         metrics["data_shared"] = float(not dm.bundle.x_trainval.flags.writeable)
     return metrics
-
-
-class ProgressLog:
-    """A trial's ``progress.csv``: one row per reported epoch, appended by the trial itself.
-
-    The columns are the first row's.  Each row is one write of one whole line, so a trial
-    killed mid-write leaves at most a last line without its newline, which reading skips
-    and the next append replaces.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def rows(self) -> list[dict[str, str]]:
-        return read_progress(self.path)
-
-    def append(self, row: dict[str, Any]) -> None:
-        text = self.path.read_text() if self.path.exists() else ""
-        whole = text[:text.rfind("\n") + 1]  # a half-written last line is dropped
-        if whole != text:
-            self.path.write_text(whole)
-        header = whole.split("\n", 1)[0].split(",") if whole else list(row)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        if not whole:
-            writer.writerow(header)
-        writer.writerow(["" if row.get(k) is None else row.get(k) for k in header])
-        with self.path.open("a") as f:
-            f.write(out.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
 
 
 class TuneReportCallback(Callback):
@@ -133,8 +96,8 @@ class TuneReportCallback(Callback):
         self.trial_dir = Path(trial_dir)
         self.startup = dict(startup or {})
         self.before_last_report = before_last_report
-        self.metric, self.sign = metric, 1.0 if mode == "max" else -1.0
-        self.progress = ProgressLog(self.trial_dir / PROGRESS_FILE)
+        self.metric, self.mode = metric, mode
+        self.progress = ProgressLog(self.trial_dir)
         self._pending: tuple[dict[str, Any], Path | None] | None = None
         self._state: dict[str, Any] = {}
         self._last_report_s = 0.0
@@ -145,13 +108,13 @@ class TuneReportCallback(Callback):
         if rows and resumed is None:
             # no usable checkpoint to go on from: the trial starts again at epoch 1, so what
             # it logged before is set aside rather than followed by a second epoch 1
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            os.replace(self.progress.path, self.progress.path.with_name(f"{PROGRESS_FILE}.{stamp}"))
+            self.progress.set_aside(time.strftime("%Y%m%d-%H%M%S"))
             for stale in (BEST_CHECKPOINT, TEST_METRICS):
                 (self.trial_dir / stale).unlink(missing_ok=True)
             rows = []
         values = [finite_number(r.get(metric)) for r in rows]
-        self.best = max((self.sign * v for v in values if v is not None), default=None)
+        self.best = max((v for v in values if v is not None),  # the best logged so far
+                        key=lambda v: v if mode == "max" else -v, default=None)
         if resumed is not None and resumed.get("epoch") == len(rows) + 1:
             self._pending = (dict(resumed), None)  # checkpointed, never logged
         elif resumed is not None and resumed.get("epoch") == len(rows):
@@ -191,9 +154,6 @@ class TuneReportCallback(Callback):
         self._report(None, last=True)
 
     def _report(self, trainer: pl.Trainer | None, last: bool = False) -> None:
-        import ray
-        from ray import tune
-
         if self._pending is None:
             return
         (metrics, checkpoint), self._pending = self._pending, None
@@ -211,9 +171,8 @@ class TuneReportCallback(Callback):
                 os.fsync(f.fileno())
             os.replace(checkpoint, latest)
         value = finite_number(metrics.get(self.metric))
-        if not logged and value is not None and (self.best is None or
-                                                 self.sign * value > self.best):
-            self.best = self.sign * value
+        if not logged and value is not None and better(value, self.best, self.mode):
+            self.best = value
             link_or_copy(latest, self.trial_dir / BEST_CHECKPOINT)
         if not logged:
             self.progress.append(metrics)
@@ -243,7 +202,7 @@ class LiveProgress(Callback):
     the trial is, rewritten atomically at most every ``LIVE_EVERY_S`` seconds."""
 
     def __init__(self, trial_dir: Path) -> None:
-        self.path = Path(trial_dir) / LIVE_FILE
+        self.trial_dir = Path(trial_dir)
         self._written = 0.0
         self._epoch_start = time.perf_counter()
         self._samples = 0
@@ -253,12 +212,7 @@ class LiveProgress(Callback):
         if not force and now - self._written < LIVE_EVERY_S:
             return
         self._written = now
-        tmp = self.path.with_name(f".{LIVE_FILE}.{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps({**state, "updated": now}))
-            os.replace(tmp, self.path)
-        except OSError:  # the view is a convenience: a full disk is the search's business
-            pass
+        write_live(self.trial_dir, {**state, "updated": now})
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
         self._epoch_start, self._samples = time.perf_counter(), 0
@@ -285,12 +239,8 @@ class LiveProgress(Callback):
 class PrintReportCallback(Callback):
     """The debug run's stand-in for Tune: prints what a trial would report."""
 
-    def __init__(self) -> None:
-        self.history: list[dict[str, float]] = []
-
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
         metrics = epoch_metrics(trainer, pl_module)
-        self.history.append(metrics)
         shown = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in metrics.items())
         print(f"[trial report] {shown}", file=sys.stderr, flush=True)
@@ -299,7 +249,9 @@ class PrintReportCallback(Callback):
 def read_checkpoint(path: Path) -> dict[str, Any] | None:
     """A Lightning checkpoint's contents; None (with a warning) if it is damaged."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: the checkpoint holds tensors and plain values (the metrics included),
+        # so a damaged or foreign file cannot run code while it is read
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if "state_dict" not in state or "epoch" not in state:
             raise ValueError("not a Lightning checkpoint")
     except Exception as err:
@@ -330,40 +282,20 @@ def resume_point(latest: Path) -> tuple[str | None, dict[str, Any] | None]:
     return (str(latest), metrics) if metrics is not None else (None, None)
 
 
-def lightning_devices(assigned: list, cuda_visible: str | None, cuda_count: int
-                      ) -> tuple[str, int]:
-    """Lightning's ``(accelerator, devices)`` for the GPUs Ray assigned to a trial.
-
-    ``assigned``: ``ray.get_gpu_ids()`` in the trial's worker (``[0]`` for a quarter of GPU
-    0); ``cuda_visible``: the ``CUDA_VISIBLE_DEVICES`` Ray set for it; ``cuda_count``:
-    ``torch.cuda.device_count()`` there.  Ray hides every other GPU, so the trial trains on
-    ``devices`` local devices.  A trial that holds a GPU share but cannot see a CUDA
-    device fails here, naming the GPU: it never trains on the CPU instead.
-    """
-    if not assigned:
-        return "cpu", 1
-    ids = ",".join(str(i) for i in assigned)
-    if cuda_count < len(assigned):
-        sees = "no CUDA device" if cuda_count == 0 else f"only {cuda_count} CUDA device(s)"
-        raise TrialGPUError(
-            f"Ray assigned GPU {ids} to this trial (CUDA_VISIBLE_DEVICES={cuda_visible}), but "
-            f"torch {torch.__version__} sees {sees} there: fix the node's GPU driver or CUDA "
-            "set-up, or search with --gpus_per_trial 0")
-    return "gpu", len(assigned)
-
-
 def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle | None,
               run_dir: Path, *, in_tune: bool, cpu_threads: int | None = None,
               ckpt_path: str | None = None, progress: bool = False,
               callbacks: list[Callback] | None = None, metric: str = "val_acc",
               mode: str = "max", resumed: dict[str, Any] | None = None,
               startup: dict[str, float] | None = None,
-              before_last_report: Callable[[], None] | None = None) -> TrainResult:
+              before_last_report: Callable[[], None] | None = None,
+              accelerator=None) -> TrainResult:
     """Train ``fixed`` + ``params`` (params win), as one trial of a search.
 
     In Tune, ``run_dir`` is the trial's folder in the search directory, and ``ckpt_path``
     its ``latest.ckpt`` when it resumes, with ``resumed`` the metrics of the epoch it holds
-    (:func:`resume_point`); ``metric``/``mode`` choose its ``best.ckpt``.
+    (:func:`resume_point`); ``metric``/``mode`` choose its ``best.ckpt``; ``accelerator``:
+    the device the trial checked (:func:`textsearch.devices.trial_accelerator`).
     """
     cfg = TrainConfig.from_dict({**fixed, **params})
     if cpu_threads:
@@ -376,7 +308,7 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
     result = train(cfg, run_dir, bundle=bundle,
                    callbacks=[reporter, ConfigFile(cfg, run_dir), *(callbacks or [])],
                    ckpt_path=ckpt_path, test=not in_tune, enable_progress_bar=progress,
-                   enable_checkpointing=not in_tune)
+                   enable_checkpointing=not in_tune, accelerator=accelerator)
     if in_tune:
         reporter.flush()
     return result
@@ -384,64 +316,31 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], bundle: DataBundle 
 
 def trial_in_tune(config: dict[str, Any], bundle: DataBundle | None = None,
                   fixed: dict[str, Any] | None = None, cpu_threads: int = 1,
-                  metric: str = "val_acc", mode: str = "max",
+                  metric: str = "val_acc", mode: str = "max", search_dir: str = "",
                   started_at: float | None = None) -> None:
     """A trial in Ray Tune (entered through :func:`textsearch.trainable.tune_trial`).
 
     ``fixed["gpus"]`` is the trial's GPU share; the GPU itself is the one Ray assigned.
-    The trial continues from its folder's ``latest.ckpt`` when there is one: a search
-    resumed, or Ray retrying the trial after a crash.  ``started_at``: when the trial's
-    process took the trial (Unix s), reported with its other start-up times.
+    ``search_dir``: the search folder (on a cluster, a path every node shares); the trial
+    writes its progress, TensorBoard events and checkpoints straight to its folder there,
+    named as the search named it (Ray's own trial folder is a staging copy on the node
+    that runs it, synced only in some cases).  The trial continues from its folder's
+    ``latest.ckpt`` when there is one: a search resumed, or Ray retrying the trial after a
+    crash.  ``started_at``: when the trial's process took the trial (Unix s), reported with
+    its other start-up times.
     """
-    import ray
-    from ray import tune
-
-    for name in ("pytorch_lightning", "ray.train", "ray.tune"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    cli.quiet_library_logs()
     fixed = dict(fixed or {})
     if torch.cuda.is_available():  # this process may have run a trial before (reused actor)
         torch.cuda.reset_peak_memory_stats()
-    accelerator, devices = lightning_devices(ray.get_gpu_ids(),
-                                             os.environ.get("CUDA_VISIBLE_DEVICES"),
-                                             torch.cuda.device_count())
-    if accelerator == "cpu" and fixed.get("gpus", 0) > 0:
-        raise TrialGPUError(f"this trial holds {fixed['gpus']:g} GPU but Ray assigned it none")
-    context = tune.get_context()
-    folder = stored_trial_dir(context.get_storage(), Path(context.get_trial_dir()))
+    accelerator = trial_accelerator(fixed.get("gpus", 0), ray.get_gpu_ids(),
+                                    os.environ.get("CUDA_VISIBLE_DEVICES"), cuda())
+    folder = Path(search_dir) / Path(tune.get_context().get_trial_dir()).name
     ckpt_path, resumed = resume_point(folder / LATEST_CHECKPOINT)
     startup = {"process_started_at": psutil.Process().create_time(),
                "modules_loaded_at": LOADED_AT, "trial_started_at": started_at or time.time()}
     run_trial(config, fixed, bundle, folder, in_tune=True, cpu_threads=cpu_threads,
               ckpt_path=ckpt_path, resumed=resumed, metric=metric, mode=mode, startup=startup,
-              before_last_report=lambda: test_the_best(folder.parent, bundle,
-                                                       fixed.get("gpus", 0)))
-
-
-def test_the_best(search_dir: Path, bundle: DataBundle | None, gpus: float) -> None:
-    """Once the search has handed out all its trials, a trial at its last epoch (logged, not
-    yet reported) tests the search's best checkpoint so far (its own or another trial's),
-    unless it was tested already.
-
-    No trial waits for this trial's slot then, so the test runs on the core (or GPU share)
-    the search's tail leaves idle, while the last trials still train, in a process that has
-    torch, Lightning and the data loaded.  A trial that ends as the new best tests itself; a
-    best another process is testing is left to it (:class:`textsearch.tail.TailTest` tests
-    on the slots that trials stopped early free), and the search's end tests the final best
-    only if nobody did.  A test that fails here is left to the end (the trial's own epochs
-    are all logged by then).
-    """
-    evaluate_best_meanwhile(search_dir, bundle, gpus=gpus,  # not while trials are to come:
-                            ready=lambda summary: summary["num_trials"] >= summary["num_samples"])
-
-
-def stored_trial_dir(storage, trial_dir: Path) -> Path:
-    """The trial's folder in the search directory, as seen from the node that runs it.
-
-    ``trial_dir`` is Ray's staging folder on that node, which Ray syncs to the search
-    directory only in some cases (not from another node, not from a reused process).  So a
-    trial writes its progress, TensorBoard events and checkpoints straight to the search
-    directory (a path every node reaches, see ``--results_dir``).
-    """
-    if getattr(storage.storage_filesystem, "type_name", "") != "local":
-        return trial_dir
-    return Path(storage.trial_fs_path)
+              accelerator=accelerator,
+              before_last_report=lambda: test_at_last_epoch(search_dir, bundle,
+                                                            fixed.get("gpus", 0)))

@@ -21,14 +21,22 @@ import sys
 import time
 from pathlib import Path
 
-from textsearch import cli, spaces, warmstart
+from textsearch import cli, spaces
 from textsearch.budget import asha_from_budget
-from textsearch.config import PRECISIONS, parse_objectives
 from textsearch.errors import UserError, cli_entry
-from textsearch.layout import SETTINGS_FILE, SUMMARY_FILE
-from textsearch.search import SCHEDULERS, SEARCHERS
+from textsearch.metrics import parse_objectives
+from textsearch.record import (
+    SCHEDULERS,
+    SEARCHERS,
+    SETTINGS_FILE,
+    SUMMARY_FILE,
+    SearchSettings,
+    search_lock,
+)
 
 EXIT_INTERRUPTED = 130
+# Lightning's debugging options that only the --debug run takes.
+DEBUG_ONLY = ("fast_dev_run", "overfit_batches", "limit_train_batches")
 # Flags that shape a search and that a --debug run (one trial, no Ray) would ignore.
 SEARCH_ONLY = ("resume", "address", "warm_start", "no_first_trial", "no_report", "num_samples",
                "grace_period", "reduction_factor", "max_concurrent", "startup_trials",
@@ -42,18 +50,21 @@ def build_parser() -> cli.Parser:
     p.add_flag("list", action="store_true", help="list the search spaces and exit")
     g = p.add_argument_group("search (defaults come from the space file)")
     g.add_argument("--num_samples", "--num-samples", type=cli.positive_int, help="number of trials")
-    g.add_argument("--max_epochs", "--max-epochs", type=cli.positive_int, help="epochs of a full trial (ASHA max_t)")
+    cli.add_config_flags(g, names=["max_epochs"], unset=True,
+                         help_suffix=" of a full trial (ASHA's max_t; default: the space's)")
     g.add_argument("--grace_period", "--grace-period", type=cli.positive_int, help="ASHA: epochs before a trial may be stopped (default: the space's, else chosen from --max_epochs)")
     g.add_argument("--reduction_factor", "--reduction-factor", type=cli.positive_float, help="ASHA: keep the best 1/reduction_factor per rung (> 1; default: the space's, else chosen from --max_epochs)")
     g.add_argument("--max_concurrent", "--max-concurrent", type=cli.nonnegative_int, help="trials at once (0: as resources allow)")
     g.add_argument("--gpus_per_trial", "--gpus-per-trial", type=cli.nonnegative_float, help="GPUs per trial, fractions allowed (default: 0 without GPUs, else 0.25)")
-    g.add_argument("--precision", choices=PRECISIONS, help="Lightning precision of every trial (default auto: bf16-mixed where the device has native bf16, else 32; 16-mixed needs a GPU)")
+    cli.add_config_flags(g, names=["precision"], unset=True,
+                         help_suffix=" (every trial; default: the space's, else auto)")
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
     g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
     g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE, a Gaussian process (gp) or random search")
     g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE and gp: trials sampled at random before the sampler models the results (default: half of --num_samples, 2 to 10)")
     g.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
-    g.add_argument("--data_fraction", "--data-fraction", type=cli.fraction, help="share of the training split each trial uses")
+    cli.add_config_flags(g, names=["data_fraction"], unset=True,
+                         help_suffix=" in each trial (default: the space's)")
     g.add_argument("--time_budget_s", "--time-budget-s", type=cli.positive_float, help="stop the search after this many seconds (each run: a --resume gets as many again)")
     g.add_argument("--max_failures", "--max-failures", type=cli.nonnegative_int, default=2, help="retries of a crashed trial (from its last checkpoint)")
     g.add_argument("--objectives", type=cli.nonempty_str, help="search several reported metrics at once, e.g. val_acc:max,params:min (2-3; the first is ASHA's; default: the space's)")
@@ -69,9 +80,7 @@ def build_parser() -> cli.Parser:
     d = p.add_argument_group("single-trial debug run")
     d.add_argument("--debug", action="store_true", help="run one trial in this process, without Ray")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pin a parameter (repeatable)")
-    d.add_argument("--fast_dev_run", "--fast-dev-run", type=cli.positive_int, nargs="?", const=1, help="run this many train/val batches only (no value: 1)")
-    d.add_argument("--overfit_batches", "--overfit-batches", type=cli.positive_float, help="overfit this many batches (>= 1) or fraction (< 1)")
-    d.add_argument("--limit_train_batches", "--limit-train-batches", type=cli.positive_float, help="train batches per epoch (> 1) or fraction (<= 1)")
+    cli.add_config_flags(d, names=DEBUG_ONLY, unset=True)
     return p
 
 
@@ -95,9 +104,9 @@ def latest_search(results_dir: Path, space: str) -> Path:
     found = []
     for settings_file in results_dir.glob(f"*/{SETTINGS_FILE}"):
         try:
-            if json.loads(settings_file.read_text()).get("space") == space:
+            if SearchSettings.load(settings_file.parent).space == space:
                 found.append(settings_file.parent)
-        except (OSError, ValueError):
+        except UserError:  # a damaged search.json: not a search to resume
             continue
     if not found:
         raise UserError(f"no search of space {space!r} in {results_dir} to resume")
@@ -114,9 +123,7 @@ def fixed_config(args: argparse.Namespace, space: spaces.SearchSpace) -> dict:
     return fixed
 
 
-def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
-    from textsearch.search import SearchSettings
-
+def make_settings(args: argparse.Namespace, space: spaces.SearchSpace) -> SearchSettings:
     d = space.defaults
     fixed = fixed_config(args, space)
     grace_period, reduction_factor = asha_from_budget(fixed["max_epochs"])
@@ -146,7 +153,9 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
         space.defaults_objectives()
     settings.metric, settings.mode = objectives[0]
     settings.objectives = [list(o) for o in objectives] if len(objectives) > 1 else None
-    settings.warm_start = [str(warmstart.check_source(w)) for w in args.warm_start]
+    from textsearch.warmstart import check_source  # Optuna: only for a search
+
+    settings.warm_start = [str(check_source(w)) for w in args.warm_start]
     if settings.reduction_factor <= 1:
         raise UserError(f"--reduction_factor must be > 1, got {settings.reduction_factor:g}")
     return settings
@@ -155,11 +164,12 @@ def make_settings(args: argparse.Namespace, space: spaces.SearchSpace):
 def run_debug(args: argparse.Namespace, space: spaces.SearchSpace) -> int:
     from textsearch.trial import run_trial
 
+    cli.quiet_library_logs()
     params, pinned_config = spaces.sample_pinned(space, args.seed, args.set)
     fixed = fixed_config(args, space)
     if args.gpus_per_trial:
         fixed["gpus"] = min(1.0, args.gpus_per_trial)
-    for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
+    for flag in DEBUG_ONLY:
         if getattr(args, flag) is not None:
             fixed[flag] = getattr(args, flag)
     fixed.update(pinned_config)
@@ -177,8 +187,10 @@ def run_debug(args: argparse.Namespace, space: spaces.SearchSpace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from textsearch.search import SearchSettings, run_search, search_lock
+    from textsearch.search import load_space, run_search  # Ray: only for a search
     from textsearch.summary import format_summary
+
+    cli.quiet_library_logs()
 
     results_dir = Path(args.results_dir)
     if args.resume:
@@ -187,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"no search to resume at {search_dir}")
         settings = SearchSettings.load(search_dir)
         print(f"resuming search {search_dir} (original settings from search.json)")
-        space = settings.load_space()
+        space = load_space(settings)
         if args.num_samples is not None:
             if args.num_samples < settings.num_samples:
                 raise UserError(f"--num_samples {args.num_samples}: search {search_dir} already "
@@ -232,9 +244,8 @@ def run(args: argparse.Namespace) -> int:
               "(their checkpoints are kept)")
         return 0
     if unfinished:
-        print(f"{unfinished} trial(s) unfinished; continue with: python -m textsearch.tune "
-              f"--space {settings.space} --name {settings.name} --results_dir "
-              f"{settings.results_dir} --resume", file=sys.stderr)
+        print(f"{unfinished} trial(s) unfinished; continue with: {settings.resume_command()}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
@@ -256,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--{flag} belongs to a search; the --debug run is one trial "
                                 "in this process")
         return run_debug(args, spaces.load(args.space))
-    for flag in ("fast_dev_run", "overfit_batches", "limit_train_batches"):
+    for flag in DEBUG_ONLY:
         if getattr(args, flag) is not None:
             raise UserError(f"--{flag} belongs to the --debug run")
     if args.resume and (args.warm_start or args.objectives):

@@ -15,15 +15,19 @@ One line per old search says what was taken and what was left out, and why.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
 from textsearch.errors import UserError
-from textsearch.layout import SETTINGS_FILE, STUDY_FILE
+from textsearch.metrics import best_index
+from textsearch.record import SETTINGS_FILE, STUDY_FILE, SearchSettings
 from textsearch.spaces import AnsweringTrial
+from textsearch.study import RAY_TRIAL_ATTR, WARM_START_ATTR, last_value, load_study
 
 
 @dataclass
@@ -51,13 +55,6 @@ class WarmStart:
         return text
 
 
-def old_objectives(search_dir: Path) -> list[tuple[str, str]]:
-    data = json.loads((search_dir / SETTINGS_FILE).read_text())
-    if data.get("objectives"):
-        return [(m, d) for m, d in data["objectives"]]
-    return [(data["metric"], data["mode"])]
-
-
 def check_source(path: str | Path) -> Path:
     """An old search's folder, or one clear error."""
     if not str(path).strip():
@@ -75,11 +72,6 @@ def check_source(path: str | Path) -> Path:
 
 def collect(source: Path, space, objectives: list[tuple[str, str]]) -> WarmStart:
     """The trials of the old search at ``source`` that fit ``space`` and ``objectives``."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from textsearch.study import RAY_TRIAL_ATTR, WARM_START_ATTR, load_study
-
     out = WarmStart(source)
     try:
         study = load_study(source)
@@ -88,7 +80,7 @@ def collect(source: Path, space, objectives: list[tuple[str, str]]) -> WarmStart
     except Exception as err:  # e.g. a journal line Optuna cannot apply
         raise UserError(f"--warm_start {source}: cannot read its study: {err}") from None
     trials = study.get_trials(deepcopy=False)
-    old = old_objectives(source)
+    old = SearchSettings.load(source).objective_list
     if old != [tuple(o) for o in objectives]:
         out.left_out["with other objectives (" + ",".join(f"{m}:{d}" for m, d in old) + ")"] \
             += len(trials)
@@ -140,11 +132,9 @@ def add_to_study(study, sources: list[str], space, objectives: list[tuple[str, s
 def best_params(warm_starts: list[WarmStart], mode: str) -> dict[str, Any] | None:
     """The parameters of the best trial the old searches gave (by the value it ended on, as
     TPE ranks it), or None if they gave none."""
-    from textsearch.study import last_value
-
     scored = [(v, t) for ws in warm_starts for t in ws.trials
               if (v := last_value(t)) is not None]
     if not scored:
         return None
-    pick = max if mode == "max" else min
-    return dict(pick(scored, key=lambda vt: vt[0])[1].params)
+    top = best_index([v for v, _ in scored], mode)
+    return dict(scored[top][1].params)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from textsearch.config import DATA_NAMES, DataConfig
+from textsearch.config import DATA_NAMES, DataConfig, LinesConfig
 from textsearch.data.bundle import DataBundle
 
 if TYPE_CHECKING:
@@ -21,24 +21,28 @@ if TYPE_CHECKING:
 # each dataset's module, which prepares and loads it (and is its python -m command)
 MODULES = {"EMNIST": "emnist", "MNIST": "mnist", "EMNISTLines": "emnist_lines"}
 assert tuple(MODULES) == DATA_NAMES
-# what loads on first use: the DataModules (Lightning) and LinesConfig
-LAZY = {"BaseDataModule": "base", **{n: "modules" for n in DATA_NAMES},
-        "LinesConfig": "emnist_lines"}
+# what loads on first use: the DataModules (Lightning)
+LAZY = {"BaseDataModule": "base", **{n: "modules" for n in DATA_NAMES}}
 
 __all__ = ["BaseDataModule", "DATA_CLASSES", "DataBundle", "DataConfig", "EMNIST", "EMNISTLines",
            "LinesConfig", "MNIST", "load_bundle"]
 
 
+def load_dataset(name: str, *args: Any) -> DataBundle:
+    """Dataset ``name`` (``EMNIST``, ``MNIST``, ``EMNISTLines``) prepared (downloaded,
+    checked, cached) and in memory: its module's ``load_bundle(*args)``, the module imported
+    now (the DataModules call this too, so no dataset module imports them)."""
+    return importlib.import_module(f"textsearch.data.{MODULES[name]}").load_bundle(*args)
+
+
 def load_bundle(cfg: TrainConfig) -> DataBundle:
-    """The data a run's config names, prepared (downloaded, checked, cached) and in memory,
-    the same arrays its DataModule loads; torch and Lightning are not imported (MNIST's
-    downloader, torchvision, aside)."""
-    source = importlib.import_module(f"textsearch.data.{MODULES[cfg.data_class]}")
+    """The data a run's config names, in memory, the same arrays its DataModule loads;
+    neither torch nor Lightning is imported."""
     if cfg.data_class == "EMNIST":
-        return source.load_bundle(cfg.balance)
+        return load_dataset("EMNIST", cfg.balance)
     if cfg.data_class == "EMNISTLines":
-        return source.load_bundle(cfg.lines_config())
-    return source.load_bundle()
+        return load_dataset("EMNISTLines", cfg.lines_config())
+    return load_dataset("MNIST")
 
 
 def __getattr__(name: str) -> Any:

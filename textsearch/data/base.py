@@ -9,15 +9,17 @@ become float in ``[0, 1]`` on the device, in :meth:`BaseDataModule.on_after_batc
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
+from textsearch import cli
 from textsearch.config import DataConfig
 from textsearch.data.bundle import DataBundle
+from textsearch.errors import UserError, say_error
 
 
 class BatchDataset(Dataset):
@@ -102,49 +104,35 @@ MIN_VAL = 1000  # validation examples kept when data_fraction shrinks the splits
 
 
 class BaseDataModule(pl.LightningDataModule):
-    """Base for every dataset: subclasses implement :meth:`download_and_cache` and :meth:`load`."""
+    """Base for every dataset: a subclass implements :meth:`load`."""
 
     name = "base"
 
     def __init__(self, config: DataConfig | None = None, bundle: DataBundle | None = None):
         super().__init__()
         self.config = config or DataConfig()
-        self.config.validate()
         self.bundle = bundle
-        self._prepared = False  # download_and_cache ran (once is enough per DataModule)
         self.data_train: BatchDataset | None = None
         self.data_val: BatchDataset | None = None
         self.data_test: BatchDataset | None = None
 
-    # -- to implement -------------------------------------------------------------------
-    def download_and_cache(self) -> DataBundle | None:
-        """Download and cache the data; must be safe to call repeatedly.
-
-        Returns the data when checking the cache meant reading all of it anyway (a checksum
-        over every array), so that it is not read again; ``None`` when the check was cheap
-        and :meth:`load` still has to read it.
-        """
+    def load(self) -> DataBundle:
+        """The data, prepared (downloaded, checked, cached) and in memory.  Each dataset's
+        check of its cache reads every byte of it, so preparing and loading are one step."""
         raise NotImplementedError
 
-    def load(self) -> DataBundle:  # read the prepared cache into memory
-        raise NotImplementedError
-
-    # -- common -------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Download and cache the data, unless it was handed over in memory.
+        """Prepare and load the data, unless it was handed over in memory or loaded already.
 
         Lightning calls this in every ``fit``: a search trial holds the driver's bundle and
         must never touch the disk of the node it runs on.
         """
-        if self.bundle is None and not self._prepared:
-            self.bundle = self.download_and_cache()
-            self._prepared = True
-
-    def get_bundle(self) -> DataBundle:
-        """The data in memory: handed over, kept by :meth:`prepare_data`, or read once here."""
-        self.prepare_data()
         if self.bundle is None:
             self.bundle = self.load()
+
+    def get_bundle(self) -> DataBundle:
+        """The data in memory: handed over, or loaded once here."""
+        self.prepare_data()
         return self.bundle
 
     @property
@@ -225,30 +213,22 @@ class BaseDataModule(pl.LightningDataModule):
         return "\n".join(lines)
 
 
-def summary_main(module_cls: type[BaseDataModule], argv: list[str] | None = None) -> int:
-    """``python -m textsearch.data.<name>``: build the data if needed and print its summary.
-
-    Bad flags and data that cannot be had are one line on stderr and exit code 2.
-    """
-    from textsearch import cli
-    from textsearch.data import MODULES
-    from textsearch.errors import EXIT_USER_ERROR, UserError
-
-    prog = f"textsearch.data.{MODULES[module_cls.name]}"
-    parser = cli.Parser(prog=prog, description=f"Prepare {module_cls.name} and summarise it.")
-    parser.add_flag("batch_size", type=cli.positive_int, default=128,
-                    help="examples per batch (default 128)")
-    args = parser.parse_args(argv)
+def summary_main(make: Callable[[], BaseDataModule], prog: str) -> int:
+    """A dataset's ``python -m`` command: build ``make()``'s data if needed and print its
+    summary.  Data that cannot be had is one line on stderr and exit code 2."""
     try:
-        return _summarize(module_cls, args.batch_size)
+        dm = make()
+        dm.prepare_data()
+        dm.setup()
     except UserError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
-        return EXIT_USER_ERROR
-
-
-def _summarize(module_cls: type[BaseDataModule], batch_size: int) -> int:
-    dm = module_cls(DataConfig(batch_size=batch_size))
-    dm.prepare_data()
-    dm.setup()
+        return say_error(prog, err)
     print(dm.summary())
     return 0
+
+
+def batch_size_parser(prog: str, description: str):
+    """The parser of a dataset's ``python -m`` command: ``--batch_size`` of the summary."""
+    parser = cli.Parser(prog=prog, description=description)
+    parser.add_flag("batch_size", type=cli.positive_int, default=128,
+                    help="examples per batch (default 128)")
+    return parser

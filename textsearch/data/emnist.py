@@ -31,6 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from textsearch.config import DataConfig
 from textsearch.data.bundle import DataBundle
 from textsearch.data.util import atomic_path, ensure_download, load_metadata, safe_extract
 from textsearch.errors import UserError
@@ -56,9 +57,10 @@ IDX_MAGIC = {2049: 1, 2051: 3}  # labels: 1-d, images: 3-d
 
 # -- raw files ------------------------------------------------------------------------------
 def read_idx(path: Path) -> np.ndarray:
-    """Read a gzipped IDX file (NIST/MNIST format, big-endian header) as a uint8 array."""
+    """Read an IDX file (NIST/MNIST format, big-endian header), gzipped (``.gz``) or not, as
+    a uint8 array."""
     try:
-        with gzip.open(path, "rb") as f:
+        with (gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")) as f:
             data = f.read()
     except (OSError, EOFError, zlib.error) as err:
         raise UserError(f"{path} is damaged or truncated ({err}): delete it and run again") from None
@@ -257,10 +259,12 @@ def load_bundle(balance: bool = False) -> DataBundle:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m textsearch.data.emnist``: prepare the data and print its summary."""
-    from textsearch.data.base import summary_main
+    from textsearch.data.base import batch_size_parser, summary_main  # torch: only here
     from textsearch.data.modules import EMNIST
 
-    return summary_main(EMNIST, argv)
+    prog = "textsearch.data.emnist"
+    args = batch_size_parser(prog, "Prepare EMNIST and summarise it.").parse_args(argv)
+    return summary_main(lambda: EMNIST(DataConfig(batch_size=args.batch_size)), prog)
 
 
 if __name__ == "__main__":

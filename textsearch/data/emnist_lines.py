@@ -15,60 +15,23 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
 
 import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from textsearch.config import LinesOptions
+from textsearch import cli
+from textsearch.config import DataConfig, LinesConfig
 from textsearch.data import emnist
 from textsearch.data.bundle import DataBundle
 from textsearch.data.sentences import SentenceGenerator
 from textsearch.data.util import atomic_path
-from textsearch.errors import UserError
 from textsearch.paths import processed_dir
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 CHAR_SIZE = 28
-_OPTIONS = LinesOptions()  # the defaults, declared once with the other options
-
-
-@dataclass(frozen=True)
-class LinesConfig:
-    """max_length: tokens per label, including <S> and <E>; text is at most max_length - 2
-    characters. min_overlap/max_overlap: fraction of a character's width shared with the next.
-    """
-
-    max_length: int = _OPTIONS.max_length
-    min_overlap: float = _OPTIONS.min_overlap
-    max_overlap: float = _OPTIONS.max_overlap
-    num_train: int = _OPTIONS.num_train_lines
-    num_val: int = _OPTIONS.num_val_lines
-    num_test: int = _OPTIONS.num_test_lines
-    seed: int = 42
-
-    def validate(self) -> None:
-        if self.max_length < 3:
-            raise UserError(f"max_length must be >= 3 (<S>, a character, <E>), got {self.max_length}")
-        if not 0.0 <= self.min_overlap <= self.max_overlap < 1.0:
-            raise UserError(
-                "overlaps must satisfy 0 <= min_overlap <= max_overlap < 1, "
-                f"got {self.min_overlap}, {self.max_overlap}"
-            )
-        for name in ("num_train", "num_val", "num_test"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
-
-    def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    def filename(self) -> str:
-        c = self
-        return (f"lines_len{c.max_length}_ov{c.min_overlap:g}-{c.max_overlap:g}_"
-                f"n{c.num_train}-{c.num_val}-{c.num_test}_s{c.seed}.h5")
 
 
 def samples_by_char(x: np.ndarray, y: np.ndarray, mapping: list[str]) -> dict[str, np.ndarray]:
@@ -139,11 +102,11 @@ def prepare(config: LinesConfig) -> str:
         except Exception as err:
             log.warning("EMNIST Lines cache %s is damaged (%s): regenerating", path, err)
     char_bundle = emnist.load_bundle()
-    rng = np.random.default_rng(config.seed)
-    sentences = SentenceGenerator(config.max_length - 2, seed=config.seed)
-    x_tv, y_tv = generate(config, char_bundle, config.num_train + config.num_val, "train",
-                          sentences, rng)
-    x_te, y_te = generate(config, char_bundle, config.num_test, "test", sentences, rng)
+    rng = np.random.default_rng(config.lines_seed)
+    sentences = SentenceGenerator(config.max_length - 2, seed=config.lines_seed)
+    x_tv, y_tv = generate(config, char_bundle, config.num_train_lines + config.num_val_lines,
+                          "train", sentences, rng)
+    x_te, y_te = generate(config, char_bundle, config.num_test_lines, "test", sentences, rng)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["version"] = CACHE_VERSION
         f.attrs["key"] = config.key()
@@ -169,15 +132,10 @@ def load_bundle(config: LinesConfig) -> DataBundle:
     )
 
 
-def build_parser():
-    from textsearch import cli
-    from textsearch.train import add_config_flags
-
+def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="textsearch.data.emnist_lines",
                         description="Generate EMNIST Lines and summarise them.")
-    add_config_flags(parser, config_cls=LinesOptions)  # the same flags as textsearch.train's
-    parser.add_flag("seed", type=cli.nonnegative_int, default=LinesConfig.seed,
-                    help=f"seed of the generation (default {LinesConfig.seed})")
+    cli.add_config_flags(parser, config_cls=LinesConfig)  # the same flags as textsearch.train's
     parser.add_flag("batch_size", type=cli.positive_int, default=128,
                     help="examples per batch (default 128)")
     return parser
@@ -188,28 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
     Bad flags and data that cannot be had are one line on stderr and exit code 2.
     """
-    import sys
-
-    from textsearch.config import DataConfig
+    from textsearch.data.base import summary_main
     from textsearch.data.modules import EMNISTLines
-    from textsearch.errors import EXIT_USER_ERROR, UserError
 
-    prog = "textsearch.data.emnist_lines"
     args = vars(build_parser().parse_args(argv))
     batch_size = args.pop("batch_size")
-    lines = LinesConfig(max_length=args["max_length"], min_overlap=args["min_overlap"],
-                        max_overlap=args["max_overlap"], num_train=args["num_train_lines"],
-                        num_val=args["num_val_lines"], num_test=args["num_test_lines"],
-                        seed=args["seed"])
-    try:
-        dm = EMNISTLines(DataConfig(batch_size=batch_size), lines=lines)
-        dm.prepare_data()
-        dm.setup()
-    except UserError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
-        return EXIT_USER_ERROR
-    print(dm.summary())
-    return 0
+    return summary_main(lambda: EMNISTLines(DataConfig(batch_size=batch_size),
+                                            lines=LinesConfig(**args)),
+                        "textsearch.data.emnist_lines")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from textsearch.data import emnist, emnist_lines, mnist
-from textsearch.data.base import BaseDataModule, DataConfig
+from textsearch.config import DataConfig, LinesConfig
+from textsearch.data import load_dataset
+from textsearch.data.base import BaseDataModule
 from textsearch.data.bundle import DataBundle
-from textsearch.data.emnist_lines import LinesConfig
 
 
 class EMNIST(BaseDataModule):
@@ -25,12 +25,9 @@ class EMNIST(BaseDataModule):
         super().__init__(config, bundle)
         self.balance = balance
 
-    def download_and_cache(self) -> DataBundle:
-        """Checking the cache reads all of it (its CRC32s cover every byte): the arrays are kept."""
-        return self.load()
-
     def load(self) -> DataBundle:
-        return emnist.load_bundle(self.balance)
+        """Checking the cache reads all of it (its CRC32s cover every byte): one read."""
+        return load_dataset("EMNIST", self.balance)
 
 
 class MNIST(BaseDataModule):
@@ -38,12 +35,8 @@ class MNIST(BaseDataModule):
 
     name = "MNIST"
 
-    def download_and_cache(self) -> DataBundle:
-        """torchvision reads both splits whenever it checks them: the arrays are kept."""
-        return self.load()
-
     def load(self) -> DataBundle:
-        return mnist.load_bundle()
+        return load_dataset("MNIST")
 
 
 class EMNISTLines(BaseDataModule):
@@ -57,17 +50,14 @@ class EMNISTLines(BaseDataModule):
         self.lines = lines or LinesConfig()
         self.lines.validate()
 
-    def download_and_cache(self) -> DataBundle:
-        """Generating or checking the lines, then reading them: the arrays are kept."""
-        return self.load()
-
     def load(self) -> DataBundle:
-        return emnist_lines.load_bundle(self.lines)
+        """Generating or checking the lines, then reading them."""
+        return load_dataset("EMNISTLines", self.lines)
 
     def split_indices(self) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``num_train`` lines train, the next ``num_val`` validate."""
-        train = np.arange(self.lines.num_train)
-        val = np.arange(self.lines.num_train, self.lines.num_train + self.lines.num_val)
+        """The first ``num_train_lines`` lines train, the next ``num_val_lines`` validate."""
+        n_train, n_val = self.lines.num_train_lines, self.lines.num_val_lines
+        train, val = np.arange(n_train), np.arange(n_train, n_train + n_val)
         if self.config.data_fraction < 1.0:
             train = train[: max(1, int(round(len(train) * self.config.data_fraction)))]
         return train, val
