@@ -14,8 +14,11 @@ checkout, else ``$XDG_CACHE_HOME/textsearch`` (``~/.cache/textsearch``).  Inside
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -64,3 +67,18 @@ def processed_dir(dataset: str) -> Path:
 def raw_metadata_path(dataset: str) -> Path:
     """The ``metadata.toml`` of a dataset, shipped with the package."""
     return _shipped_dir("textsearch.sources", "data/raw") / dataset / "metadata.toml"
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only on success."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.chmod(0o644)
+    try:
+        yield tmp
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textsearch.data.util import atomic_path
 from textsearch.errors import UserError
+from textsearch.paths import atomic_path
 
 SETTINGS_FILE = "search.json"
 RUNS_FILE = "runs.jsonl"  # one line per run of the search: its start and end (Unix s)

@@ -27,9 +27,9 @@ from ray import tune
 from textsearch import cli
 from textsearch.config import TrainConfig
 from textsearch.data import DataBundle
-from textsearch.data.util import atomic_path
 from textsearch.devices import cuda, device_name, trainer_precision, trial_accelerator
 from textsearch.metrics import LOGGED, better
+from textsearch.paths import atomic_path
 from textsearch.record import (
     BEST_CHECKPOINT,
     LATEST_CHECKPOINT,

@@ -33,9 +33,9 @@ import numpy as np
 
 from textsearch.config import DataConfig
 from textsearch.data.bundle import DataBundle
-from textsearch.data.util import atomic_path, ensure_download, load_metadata, safe_extract
+from textsearch.data.util import ensure_download, load_metadata, safe_extract
 from textsearch.errors import UserError
-from textsearch.paths import downloaded_dir, processed_dir
+from textsearch.paths import atomic_path, downloaded_dir, processed_dir
 
 log = logging.getLogger(__name__)
 

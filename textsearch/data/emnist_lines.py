@@ -25,8 +25,7 @@ from textsearch.config import DataConfig, LinesConfig
 from textsearch.data import emnist
 from textsearch.data.bundle import DataBundle
 from textsearch.data.sentences import SentenceGenerator
-from textsearch.data.util import atomic_path
-from textsearch.paths import processed_dir
+from textsearch.paths import atomic_path, processed_dir
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import string
 
 import numpy as np
 
-from textsearch.data.util import atomic_path, ensure_download
+from textsearch.data.util import ensure_download
 from textsearch.errors import UserError
-from textsearch.paths import downloaded_dir, processed_dir
+from textsearch.paths import atomic_path, downloaded_dir, processed_dir
 
 
 def _ensure_brown() -> None:

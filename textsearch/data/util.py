@@ -8,7 +8,6 @@ and used as it is, so data placed by hand works offline.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -17,14 +16,13 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from textsearch.errors import UserError
-from textsearch.paths import raw_metadata_path
+from textsearch.paths import atomic_path, raw_metadata_path
 
 try:  # Python 3.11+
     import tomllib
@@ -129,18 +127,3 @@ def safe_extract(archive: Path, members: dict[str, str], dest_dir: Path) -> list
                 shutil.copyfileobj(src, out, CHUNK)
             written.append(target)
     return written
-
-
-@contextlib.contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only on success."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.chmod(0o644)
-    try:
-        yield tmp
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
