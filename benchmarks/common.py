@@ -181,13 +181,21 @@ def settings_for(space_name: str, name: str, results: Path, **kw) -> tuple[Searc
 
 
 def search(space_name: str, name: str, results: Path, **kw) -> dict:
-    """Run one search, or reuse it if this results folder already holds it finished."""
+    """Run one search, or reuse it if this results folder already holds it finished.  The
+    Ray session it starts ends with it (a caller's own session is left running)."""
     done = results / name / "summary.json"
     if done.exists():
         return json.loads(done.read_text())
     settings, space = settings_for(space_name, name, results, **kw)
     settings.search_dir.mkdir(parents=True, exist_ok=True)
-    return run_search(settings, space)
+    # Ray is imported by the search itself (it reads its authentication mode then)
+    ours = "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    try:
+        return run_search(settings, space)
+    finally:
+        ray = sys.modules.get("ray")
+        if ours and ray is not None and ray.is_initialized():
+            ray.shutdown()
 
 
 def progress(search_dir: Path) -> list[dict]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -53,7 +55,7 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def pytest_runtest_setup(item):
+def skip_without_cuda(item) -> None:
     """Tests marked ``gpu`` need CUDA: skipped with their reason here, required by the GPU check."""
     if item.get_closest_marker("gpu") is None:
         return
@@ -64,6 +66,66 @@ def pytest_runtest_setup(item):
         if os.environ.get("TEXTSEARCH_REQUIRE_GPU") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+BEFORE_TEST = pytest.StashKey[tuple]()
+
+
+def ray_is_up() -> bool:
+    """Whether this process holds a Ray session (without importing Ray when nothing did)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+# Variables a library sets for the whole process the first time it loads (whichever test
+# loads it first), and pytest's own: no test's doing.
+PROCESS_WIDE = {
+    "PYTEST_CURRENT_TEST",
+    "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK",  # torch, for its OpenMP runtime
+    "PYTORCH_NVML_BASED_CUDA_CHECK", "TORCHINDUCTOR_CACHE_DIR",  # torch, its CUDA and compiler
+    "PYTHONBREAKPOINT", "RAY_CLIENT_MODE", "RAY_USAGE_STATS_ENABLED",  # ray.init, for its driver
+}
+
+
+def leaks(before: dict[str, str], ray_before: bool) -> list[str]:
+    """What a test (or a module's fixtures) left changed in this process: environment
+    variables and whether Ray is initialised."""
+    before = {k: v for k, v in before.items() if k not in PROCESS_WIDE}
+    now = {k: v for k, v in os.environ.items() if k not in PROCESS_WIDE}
+    out = [f"{k} added ({now[k]!r})" for k in sorted(now.keys() - before.keys())]
+    out += [f"{k} removed" for k in sorted(before.keys() - now.keys())]
+    out += [f"{k} changed ({before[k]!r} -> {now[k]!r})" for k in sorted(before.keys() & now.keys())
+            if before[k] != now[k]]
+    if ray_is_up() != ray_before:
+        out.append("Ray left initialised" if ray_is_up() else "Ray shut down")
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_leak_from_module():
+    """Fails when a module's fixtures leave the environment or Ray changed for the next module."""
+    before, ray_before = dict(os.environ), ray_is_up()
+    yield
+    if found := leaks(before, ray_before):
+        pytest.fail("the module's fixtures leaked: " + "; ".join(found))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    """Before any fixture of the test is set up: what the next hook compares with."""
+    item.stash[BEFORE_TEST] = (dict(os.environ), ray_is_up())
+    skip_without_cuda(item)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After every fixture of the test was torn down (monkeypatch's undo included): the test
+    fails when it left the environment or Ray changed for the next one."""
+    result = yield
+    if BEFORE_TEST in item.stash and (found := leaks(*item.stash[BEFORE_TEST])):
+        pytest.fail("the test leaked: " + "; ".join(found))
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -122,14 +184,40 @@ def run_cli(module: str, *args: str, env: dict | None = None, timeout: float = 6
                           env=full_env, timeout=timeout, cwd=cwd or REPO)
 
 
-def cpu_auto_precision() -> str:
-    """What ``--precision auto`` must give on this machine's CPU, from the flags lscpu lists:
-    bf16-mixed with AVX512-BF16 or AMX, else 32."""
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags, as the kernel lists them in /proc/cpuinfo (empty elsewhere)."""
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        return set()
+    for line in path.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+@contextlib.contextmanager
+def started(argv: list[str], **popen) -> subprocess.Popen:
+    """A command started in its own process group.  When the ``with`` body fails, the whole
+    group (Ray's workers included) is killed at once, so the first failure is the one
+    reported, never a later wait; after a body that passed, the caller waits for its end."""
+    proc = subprocess.Popen(argv, start_new_session=True, **popen)
     try:
-        flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.split()
-    except FileNotFoundError:  # no lscpu: the kernel's own list
-        flags = Path("/proc/cpuinfo").read_text().split()
-    return "bf16-mixed" if {"avx512_bf16", "amx_bf16"} & set(flags) else "32"
+        yield proc
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
+def plain_study(search: Path):
+    """A search's study read with Optuna alone (its journal file), not through textsearch."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(search / "study.journal")))
+    (name,) = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def copy_tree(src: Path, dst: Path) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import REPO, run_main
+from tests.conftest import REPO, run_main, started
 from textsearch.study import load_study
 from textsearch.tune import main as tune_main
 
@@ -128,12 +128,11 @@ def assert_tensorboard_listens_on_localhost(command: str) -> None:
 
 def test_report_reads_a_running_search(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / "slow.py"),
-         "--results_dir", str(tmp_path), "--name", "live", "--max_concurrent", "1",
-         "--no_report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
     search = tmp_path / "live"
-    try:
+    with started([sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / "slow.py"),
+                  "--results_dir", str(tmp_path), "--name", "live", "--max_concurrent", "1",
+                  "--no_report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                 cwd=REPO) as proc:
         deadline = time.time() + 240
         while time.time() < deadline and not any(epochs_on_disk(search).values()):
             assert proc.poll() is None, "the search ended before its first epoch"
@@ -148,9 +147,7 @@ def test_report_reads_a_running_search(tmp_path):
         for folder in logged:
             assert f"<td>{folder.removeprefix('trial_')}</td>" in page
         assert "unfinished" in page  # the trial that is training
-    finally:
-        proc.wait(timeout=600)
-    assert proc.returncode == 0
+    assert proc.wait(timeout=600) == 0
 
 
 @pytest.mark.parametrize("module", ["textsearch.report", "textsearch.dashboard",

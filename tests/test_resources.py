@@ -73,7 +73,10 @@ def test_ray_receives_each_trials_cpus(tmp_path, capsys):
 @pytest.fixture
 def no_token(monkeypatch, tmp_path):
     for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
-        monkeypatch.delenv(var, raising=False)
+        # delenv of an absent variable records nothing to undo, so what the code under test
+        # sets would outlive the test: setenv first records "absent" as the value to restore
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return tmp_path
 

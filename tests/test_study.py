@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import REPO, run_main
+from tests.conftest import REPO, run_main, started
 from textsearch.study import load_study
 from textsearch.tune import main as tune_main
 
@@ -50,9 +50,10 @@ def results(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def mo_search(results, data_root) -> Path:
     """A finished two-objective search (val_acc up, params down) of 4 trials."""
-    os.environ["TEXTSEARCH_DATA_DIR"] = str(data_root)
-    code = tune_main(["--space", TINY, "--results_dir", str(results), "--name", "mo",
-                      "--objectives", "val_acc:max,params:min"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TEXTSEARCH_DATA_DIR", str(data_root))
+        code = tune_main(["--space", TINY, "--results_dir", str(results), "--name", "mo",
+                          "--objectives", "val_acc:max,params:min"])
     assert code == 0
     return results / "mo"
 
@@ -167,39 +168,34 @@ def test_dashboard_serves_a_running_search_on_localhost(results, data_root):
 
         skip_or_fail("no chromium here (install Debian's chromium to run this check)")
     env = {**os.environ, "PYTHONPATH": str(REPO), "TEXTSEARCH_DATA_DIR": str(data_root)}
-    search = subprocess.Popen(
-        [sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / "slow.py"),
-         "--results_dir", str(results), "--name", "live", "--no_report", "--max_concurrent", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
     journal = results / "live" / "study.journal"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dashboard = None
-    try:
+    tune = [sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / "slow.py"),
+            "--results_dir", str(results), "--name", "live", "--no_report", "--max_concurrent", "1"]
+    with (results / "live.log").open("w") as log, \
+            started(tune, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO) as search:
         deadline = time.time() + 120
         while time.time() < deadline and not (journal.exists() and "ray_trial_id" in
                                                journal.read_text()):  # a trial started
-            assert search.poll() is None, search.stdout.read()[-3000:]
+            assert search.poll() is None, (results / "live.log").read_text()[-3000:]
             time.sleep(0.5)
-        dashboard = subprocess.Popen(
-            [sys.executable, "-m", "textsearch.dashboard", str(results / "live"), "--port", str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
-        first = dashboard.stdout.readline()
-        assert f"http://127.0.0.1:{port}/dashboard/" in first, first
-        assert search.poll() is None  # the search is still running
-        flags = [browser, "--headless", "--no-sandbox", "--disable-gpu",
-                 f"--user-data-dir={results / 'profile'}", "--virtual-time-budget=10000"]
-        dom = subprocess.run([*flags, "--dump-dom",
-                              f"http://127.0.0.1:{port}/dashboard/studies/0/trials"],
-                             capture_output=True, text=True, timeout=120)
-        assert "live" in dom.stdout and "Trial 0" in dom.stdout, dom.stdout[-2000:]
-    finally:  # nothing asserted here: a failure above stays the one reported
-        if dashboard is not None:
+        with started([sys.executable, "-m", "textsearch.dashboard", str(results / "live"),
+                      "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                     text=True, env=env, cwd=REPO) as dashboard:
+            first = dashboard.stdout.readline()
+            assert f"http://127.0.0.1:{port}/dashboard/" in first, first
+            assert search.poll() is None  # the search is still running
+            flags = [browser, "--headless", "--no-sandbox", "--disable-gpu",
+                     f"--user-data-dir={results / 'profile'}", "--virtual-time-budget=10000"]
+            dom = subprocess.run([*flags, "--dump-dom",
+                                  f"http://127.0.0.1:{port}/dashboard/studies/0/trials"],
+                                 capture_output=True, text=True, timeout=120)
+            assert "live" in dom.stdout and "Trial 0" in dom.stdout, dom.stdout[-2000:]
             dashboard.terminate()
             dashboard.wait(timeout=30)
-        ended = search.wait(timeout=300)
-    assert ended == 0
+    assert search.wait(timeout=300) == 0, (results / "live.log").read_text()[-3000:]
 
 
 def test_retrain_exports_a_model_that_predicts(mo_search, tmp_path, capsys):

@@ -58,6 +58,9 @@ def test_what_ray_really_assigns_a_gpu_share():
     """A real Ray cluster declaring one GPU: a half-GPU task sees GPU 0, a CPU task none."""
     import ray
 
+    # ray.init turns token authentication on for the whole process (RAY_AUTH_MODE=token):
+    # put the variable back as it was for the next test
+    auth_mode = os.environ.get("RAY_AUTH_MODE")
     ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, configure_logging=False)
     try:
         @ray.remote(num_gpus=0.5, num_cpus=0)
@@ -75,6 +78,10 @@ def test_what_ray_really_assigns_a_gpu_share():
         gpu, cpu = ray.get([gpu_probe.remote(), cpu_probe.remote()])
     finally:
         ray.shutdown()
+        if auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth_mode
     ids, visible, count = gpu
     assert [str(i) for i in ids] == ["0"] and visible == "0"
     if count == 0:  # this machine has no usable GPU: the trial must fail, naming GPU 0
@@ -91,6 +98,26 @@ ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
 from textsearch.tune import main
 sys.exit(main(sys.argv[1:]))
 """
+
+
+TWO_GPU_DRIVER = DRIVER.replace("num_gpus=1", "num_gpus=2")
+
+
+@pytest.mark.parametrize("share, says", [
+    ("3", "--gpus_per_trial 3 is more than the 2 GPUs present on the Ray cluster"),
+    ("1.5", "--gpus_per_trial above 1 must be a whole number, got 1.5")])
+def test_gpu_share_the_cluster_cannot_give_is_refused_before_any_trial(share, says, tmp_path):
+    """A real Ray cluster declaring 2 GPUs: more GPUs than it has, or a share above 1 that is
+    not whole, end in one line and exit 2 before any trial starts."""
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_GPU_DRIVER, "--space", str(SPACES / "asha_certain.py"),
+         "--gpus_per_trial", share, "--results_dir", str(tmp_path), "--name", "g", "--no_report"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"textsearch.tune: error: {says}", proc.stderr[-3000:]
+    assert not list(tmp_path.glob("g/trial_*"))  # no trial started
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU CUDA can see")
