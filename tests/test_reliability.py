@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, plain_study
 
 SPACES = Path(__file__).parent / "spaces"
 
@@ -103,9 +105,15 @@ def test_driver_killed_then_resumed_counts_every_trial_once(tmp_path):
         {t: n for t, n in before.items() if n}
     retrained = subprocess.run(
         [sys.executable, "-m", "textsearch.retrain", str(search), "--max_epochs", "1",
-         "--data_fraction", "0.2", "--no_progress"],
+         "--data_fraction", "0.2"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert retrained.returncode == 0, retrained.stderr[-2000:]
+    # in a pipe: plain lines (one per epoch), no progress bar redrawn with carriage returns
+    assert "\r" not in retrained.stderr + retrained.stdout
+    assert "Testing DataLoader" not in retrained.stderr and "it/s" not in retrained.stderr
+    assert [line for line in retrained.stderr.splitlines() if line.startswith("epoch ")] \
+        and all(line.startswith("epoch 1/1: ") for line in retrained.stderr.splitlines()
+                if line.startswith("epoch "))
     best_so_far = max(live["trials"], key=lambda t: (t["best_val_acc"] or -1, -t["number"]))
     assert (search / "retrain" / best_so_far["trial_id"] / "model.pt").is_file()
 
@@ -116,14 +124,24 @@ def test_driver_killed_then_resumed_counts_every_trial_once(tmp_path):
     for t in finished:  # finished trials were not rerun
         assert after[t] == 4
     summary = json.loads((search / "summary.json").read_text())
-    assert summary == json.loads(json.dumps(summarize(search)))  # the same function's output
     ids = [t["trial_id"] for t in summary["trials"]]
     assert len(ids) == len(set(ids)) == 3
     assert all(t["status"] == "completed" and t["epochs"] == 4 for t in summary["trials"])
+    # against what Optuna holds and the rows on disk: every trial COMPLETE with its last
+    # value, the best trial the one with the best row (ties: the earlier trial)
+    study = plain_study(search)
+    assert {f"{t.number:04d}": t.state.name for t in study.trials} == \
+        {i: "COMPLETE" for i in ids}
+    rows = {f.parent.name.removeprefix("trial_"): [float(r["val_acc"]) for r in
+                                                   csv.DictReader(f.open())]
+            for f in search.glob("trial_*/progress.csv")}
+    assert {f"{t.number:04d}": t.value for t in study.trials} == \
+        {i: pytest.approx(v[-1]) for i, v in rows.items()}
+    top = min(rows, key=lambda i: (-max(rows[i]), int(i)))
+    assert summary["best"]["trial_id"] == top
+    assert summary["best"]["val_acc"] == pytest.approx(max(rows[top]))
     # the interrupted trial went on from its checkpoint: no epoch trained twice
     for f in search.glob("trial_*/progress.csv"):
-        import csv
-
         epochs = [int(r["epoch"]) for r in csv.DictReader(f.open())]
         assert epochs == sorted(set(epochs)) and epochs[-1] == 4
     # the resumed search went on with the same study: one Optuna trial per trial, all told
@@ -176,23 +194,52 @@ def test_epoch_checkpointed_but_never_logged_is_reported_on_resume(tmp_path):
     assert summary["status_counts"] == {"completed": 3}
 
 
-def test_ctrl_c_writes_summary_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_stop_signal_writes_summary_and_says_how_to_resume(sig, code, tmp_path):
+    """A Ctrl-C, and a SIGTERM (``kill``, a job scheduler) the same way: the running trial
+    keeps its checkpoint, the summary is written, one line says how to resume, and the exit
+    code says which signal stopped it (128 + its number)."""
     proc = start_search(tmp_path, "c")
     search = tmp_path / "c"
     wait_for(lambda: first_trial_done_second_started(search), proc)
-    proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=180)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=180) == code, (tmp_path / "c.log").read_text()[-3000:]
     log = (tmp_path / "c.log").read_text()
-    assert code == 130, log[-3000:]
     summary = json.loads((search / "summary.json").read_text())
-    statuses = [t["status"] for t in summary["trials"]]
-    assert "completed" in statuses and "unfinished" in statuses
-    assert "--resume" in log and "--name c" in log
+    statuses = {t["trial_id"]: t["status"] for t in summary["trials"]}
+    assert "completed" in statuses.values() and "unfinished" in statuses.values()
+    for trial, status in statuses.items():  # the stopped trial's epochs are in its checkpoint
+        if status == "unfinished" and (search / f"trial_{trial}" / "progress.csv").exists():
+            assert (search / f"trial_{trial}" / "latest.ckpt").is_file()
+    resume_lines = [line for line in log.splitlines() if "--resume" in line]
+    assert len(resume_lines) == 1 and "--name c" in resume_lines[0], log[-3000:]
     assert "Tuner.restore" not in log  # textsearch's resume line is the only one
-    done = resume(tmp_path, "c")
+    assert "Stop signal received" not in log and "CTRL+C" not in log  # nor Ray's own notice
+    if sig == signal.SIGTERM:  # the interrupted folder moved: read, retrained, resumed there
+        moved = tmp_path / "elsewhere"
+        moved.mkdir()
+        shutil.move(search, moved / "c")
+        search, results = moved / "c", moved
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        report = subprocess.run([sys.executable, "-m", "textsearch.report", str(search)],
+                                capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+        assert report.returncode == 0, report.stderr[-2000:]
+        page = (search / "report.html").read_text()
+        assert all(f"<td>{t}</td>" in page for t in statuses) and "unfinished" in page
+        retrained = subprocess.run(
+            [sys.executable, "-m", "textsearch.retrain", str(search), "--max_epochs", "1",
+             "--data_fraction", "0.2", "--no_progress"],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+        assert retrained.returncode == 0, retrained.stderr[-2000:]
+        assert len(list((search / "retrain").glob("*/model.pt"))) == 1
+    else:
+        results = tmp_path
+    done = resume(results, "c")
     assert done.returncode == 0, done.stderr[-3000:]
     final = json.loads((search / "summary.json").read_text())
     assert final["status_counts"] == {"completed": 3}
+    assert str(tmp_path / "c") not in (search / "search.json").read_text()
 
 
 def test_concurrent_search_with_the_same_name_is_refused(tmp_path):

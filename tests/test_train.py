@@ -8,10 +8,14 @@ import re
 
 import pytest
 
-from tests.conftest import cpu_auto_precision, run_cli, run_main
+from tests.conftest import cpu_flags, run_cli, run_main
 from textsearch.config import TrainConfig
 from textsearch.train import main as train_main
 from textsearch.training import CONFIG_FILE
+
+# what --precision auto must give on this machine, from the CPU's own flags read here: native
+# bf16 arithmetic (AVX512-BF16 or AMX) gives bf16-mixed, any other CPU 32
+AUTO_PRECISION_HERE = "bf16-mixed" if {"avx512_bf16", "amx_bf16"} & cpu_flags() else "32"
 
 
 def test_train_cli_prints_val_and_test_accuracy(tmp_path):
@@ -19,8 +23,13 @@ def test_train_cli_prints_val_and_test_accuracy(tmp_path):
                    "--max_epochs", "2", "--num_blocks", "2", "--block", "residual", "--batchnorm",
                    "--downsample", "stride", "--conv_dim", "8", "--fc_dim", "32",
                    "--batch_size", "32", "--no-balance", "--runs_dir", str(tmp_path),
-                   "--name", "r1", "--no_progress_bar")
+                   "--name", "r1")
     assert proc.returncode == 0, proc.stderr
+    # stderr is a pipe here: no bar redrawn with carriage returns, one plain line per epoch
+    assert "\r" not in proc.stderr + proc.stdout and "it/s" not in proc.stderr
+    epochs = [line for line in proc.stderr.splitlines() if re.match(r"epoch \d/2: ", line)]
+    assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"], proc.stderr
+    assert all("val_acc" in e for e in epochs)
     val = float(re.search(r"val_acc: ([0-9.]+)", proc.stdout).group(1))
     test = float(re.search(r"test_acc: ([0-9.]+)", proc.stdout).group(1))
     assert val > 0.3 and test > 0.3
@@ -39,7 +48,7 @@ def test_train_cli_writes_the_config_it_ran(tmp_path, capsys):
                         limit_train_batches=2, limit_val_batches=1, batch_size=16)
     written = json.loads((tmp_path / "c" / CONFIG_FILE).read_text())
     # precision: what Lightning ran, the default auto resolved for this machine's CPU
-    ran = dataclasses.replace(given, precision=cpu_auto_precision())
+    ran = dataclasses.replace(given, precision=AUTO_PRECISION_HERE)
     assert written == ran.to_dict()
     assert TrainConfig.from_dict(written) == ran
 

@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import cpu_flags
 from textsearch.errors import UserError
 from textsearch.training import (
     TrainConfig,
@@ -19,6 +20,10 @@ from textsearch.training import (
     model_from_checkpoint,
     train,
 )
+
+# what --precision auto must give on this machine, from the CPU's own flags read here: native
+# bf16 arithmetic (AVX512-BF16 or AMX) gives bf16-mixed, any other CPU 32
+AUTO_PRECISION_HERE = "bf16-mixed" if {"avx512_bf16", "amx_bf16"} & cpu_flags() else "32"
 
 
 class Spy(Callback):
@@ -75,9 +80,7 @@ def test_checkpoint_alone_rebuilds_its_model(tmp_path):
     result = train(cfg, tmp_path / "run", test=False, enable_progress_bar=False)
     loaded_cfg, lit = model_from_checkpoint(result.best_checkpoint)
     # the config it ran: precision as Lightning ran it (auto resolved for this CPU)
-    from tests.conftest import cpu_auto_precision
-
-    assert loaded_cfg == dataclasses.replace(cfg, precision=cpu_auto_precision())
+    assert loaded_cfg == dataclasses.replace(cfg, precision=AUTO_PRECISION_HERE)
     bundle = make_datamodule(cfg).get_bundle()
     assert lit.data_info == {"input_dims": [1, 28, 28], "num_classes": 83,
                              "mapping": bundle.mapping}
@@ -234,15 +237,14 @@ def test_native_bf16_is_read_from_the_cpu_flags():
 
 def test_auto_precision_is_what_lightning_runs_and_what_is_recorded(tmp_path):
     """--precision auto: Lightning is given bf16-mixed on a CPU with native bf16 (this
-    machine's flags, as lscpu lists them), 32 elsewhere; config.json, the checkpoint's config
+    CPU's flags in /proc/cpuinfo), 32 elsewhere; config.json, the checkpoint's config
     and the HParams record what Lightning ran, not 'auto'."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from tests.conftest import cpu_auto_precision
     from textsearch.training import ConfigFile, model_from_checkpoint
 
-    expected = cpu_auto_precision()
+    expected = AUTO_PRECISION_HERE
     spy = Spy()
     cfg = tiny(precision="auto", limit_train_batches=2, limit_val_batches=1)
     result = train(cfg, tmp_path / "run", enable_progress_bar=False,

@@ -15,8 +15,12 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import REPO, cpu_auto_precision, run_main
+from tests.conftest import REPO, cpu_flags, plain_study, run_main
 from textsearch.tune import main as tune_main
+
+# what --precision auto must give on this machine, from the CPU's own flags read here: native
+# bf16 arithmetic (AVX512-BF16 or AMX) gives bf16-mixed, any other CPU 32
+AUTO_PRECISION_HERE = "bf16-mixed" if {"avx512_bf16", "amx_bf16"} & cpu_flags() else "32"
 
 SPACES = Path(__file__).parent / "spaces"
 
@@ -44,12 +48,30 @@ def run_search_cli(tmp_path: Path, capsys, space: str, name: str, *flags: str) -
 
 def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
     # on the CPU, also where a GPU is present (the GPU tests check that path)
-    summary = run_search_cli(tmp_path, capsys, "asha_certain.py", "s", "--gpus_per_trial", "0",
-                             "--max_concurrent", "1",
-                             "--seed", "3")
+    capsys.readouterr()
+    code = tune_main(["--space", str(SPACES / "asha_certain.py"), "--results_dir", str(tmp_path),
+                      "--name", "s", "--no_report", "--gpus_per_trial", "0",
+                      "--max_concurrent", "1", "--seed", "3"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
     search = tmp_path / "s"
+    summary = json.loads((search / "summary.json").read_text())
     trials = summary["trials"]
     assert len(trials) == 4
+    # the end-of-search table: within 100 columns, a row per trial, and nothing shown for
+    # "stopped at" of a trial ASHA did not stop (no NaN, no None)
+    end = printed.out[printed.out.index("Top trials by val_acc:"):]
+    table = end[:end.index("Best trial:")].splitlines()
+    assert max(len(line) for line in table) <= 100, "\n".join(table)
+    header = table[1]
+    assert header.split()[:5] == ["trial", "status", "epochs", "best_val_acc", "stopped_at"]
+    at = header.index("stopped_at")
+    rows = {line.split()[0]: line for line in table[2:6]}
+    assert sorted(rows) == sorted(t["trial_id"] for t in trials)
+    for t in trials:
+        shown = rows[t["trial_id"]][at:at + len("stopped_at")].strip()
+        assert shown == (str(t["stopped_at_epoch"]) if t["status"] == "stopped_early" else "")
+    assert "NaN" not in printed.out and "None" not in printed.out
 
     # ASHA stopped the useless-lr trials at the first rung; the others ran all epochs
     useless = [t for t in trials if t["config"]["lr"] == 1e-9]
@@ -72,9 +94,11 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
     best = summary["best"]
     top = min(on_disk, key=lambda t: (-max(a for _, a in on_disk[t]), int(t)))
     assert best["trial_id"] == top and best["val_acc"] == max(a for _, a in on_disk[top])
-    from textsearch.study import load_study as _load
-
-    assert best["params"] == _load(search).trials[int(top)].user_attrs["config"]
+    # the sampled values as Optuna recorded them, and the config the trial wrote for itself
+    sampled = plain_study(search).trials[int(top)].params
+    assert sampled and {k: best["params"][k] for k in sampled} == sampled
+    written = json.loads((search / f"trial_{top}" / "config.json").read_text())
+    assert best["params"] == {k: written[k] for k in best["params"]}
     assert best["test_acc"] is not None and best["test_acc"] > 0.3  # chance is 0.1
     assert best["checkpoint"] == f"trial_{best['trial_id']}/best.ckpt"
     assert (search / best["checkpoint"]).is_file()
@@ -111,9 +135,9 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
         # every report says where the trial trained, and in which precision Lightning ran it
         # (the default, auto, resolved for this machine's CPU)
         assert all(r["device"] == "cpu" and float(r["gpu_mem_peak_mb"]) == 0.0 for r in rows)
-        assert {r["precision"] for r in rows} == {cpu_auto_precision()}
-        assert ot.user_attrs["precision"] == cpu_auto_precision()
-    assert best["precision"] == best["config"]["precision"] == cpu_auto_precision()
+        assert {r["precision"] for r in rows} == {AUTO_PRECISION_HERE}
+        assert ot.user_attrs["precision"] == AUTO_PRECISION_HERE
+    assert best["precision"] == best["config"]["precision"] == AUTO_PRECISION_HERE
 
     # TensorBoard: every trial's events hold its hparams and per-epoch val_acc
     for t in trials:

@@ -14,8 +14,11 @@ import functools
 import logging
 import os
 import shutil
+import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,6 +121,36 @@ def use_token_auth(address: str | None) -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+# Ray's and Tune's settings for a search, read from the environment (Ray has no other switch
+# for them); a value the user set wins.
+RAY_SETTINGS = {
+    "RAY_DEDUP_LOGS": "0",  # each trial's log lines, not "[repeated 3x]"
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # the trials log themselves (TensorBoard, CSV)
+    "RAY_AIR_NEW_OUTPUT": "0",  # the live view replaces Tune's console output
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # local folder: no sync
+}
+
+
+@contextlib.contextmanager
+def ray_environment() -> Iterator[None]:
+    """Within the block, :data:`RAY_SETTINGS` (and ``RAY_AUTH_MODE`` if
+    :func:`use_token_auth` sets it) are in this process's environment; after it, the
+    environment is as it was, so a search run in a process (a notebook, a benchmark) leaves
+    no setting behind."""
+    names = (*RAY_SETTINGS, "RAY_AUTH_MODE")
+    before = {name: os.environ.get(name) for name in names}
+    for name, value in RAY_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def init_ray(address: str | None) -> None:
     if address:
         check_address(address)
@@ -131,13 +164,12 @@ def init_ray(address: str | None) -> None:
     # Ray's hint to resume with Tuner.restore: a search resumes with textsearch's own line
     # (--resume), which starts a new Tune run from the search folder
     drop_messages("ray.tune.tune", "Experiment has been interrupted")
+    # Ray's note on a Ctrl-C (or a SIGTERM, forwarded to it) that it checkpoints before it
+    # stops: the search ends with its own line saying how to resume
+    drop_messages("ray.tune.tune", "Stop signal received")
     # Ray's result grid, unused here, warns of trials that have not reported yet; the
     # summary lists them as unfinished
     drop_messages("ray.tune.analysis.experiment_analysis", "Failed to fetch metrics")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     try:
@@ -300,6 +332,31 @@ def prepare_data(settings: SearchSettings):
     return load_bundle(TrainConfig.from_dict(settings.fixed))
 
 
+@contextlib.contextmanager
+def sigterm_as_ctrl_c(received: list[int]):
+    """Within the block, a SIGTERM (``kill``, a scheduler ending a job) stops the search as a
+    Ctrl-C does: it is handed to whatever handles SIGINT then (Ray Tune's handler while
+    ``Tuner.fit`` runs: the trials checkpoint and the run ends).  Each SIGTERM received is
+    appended to ``received``.  Outside the main thread (no signal handlers there): nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        received.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = False,
                address: str | None = None, verbose: bool = False,
                live_interval_s: float | None = None, live: bool = True) -> dict[str, Any]:
@@ -309,6 +366,15 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     study first hands out the trials an earlier run left unfinished (each continues from
     the checkpoint in its folder), then new ones up to ``num_samples``.
     """
+    with ray_environment():
+        return search_with_ray(settings, space, resume, address, verbose, live_interval_s,
+                               live)
+
+
+def search_with_ray(settings: SearchSettings, space: SearchSpace, resume: bool,
+                    address: str | None, verbose: bool, live_interval_s: float | None,
+                    live: bool) -> dict[str, Any]:
+    """:func:`run_search` within :func:`ray_environment`."""
     started = time.time()
     steps: dict[str, float] = {}  # when this run's start-up steps ended (Unix s), for runs.jsonl
 
@@ -372,11 +438,9 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     )
     view = LiveView(settings.search_dir, searcher, settings, interval_s=live_interval_s)
     steps["tune_started"] = time.time()
+    terms: list[int] = []
     try:
-        if live:
-            with view:
-                tuner.fit()
-        else:
+        with sigterm_as_ctrl_c(terms), (view if live else contextlib.nullcontext()):
             tuner.fit()
     except Exception as err:
         if disk_is_full(settings.search_dir, err):
@@ -391,6 +455,8 @@ def run_search(settings: SearchSettings, space: SearchSpace, resume: bool = Fals
     summary = summarize(settings.search_dir)
     write_summary(settings.search_dir, summary)
     summary["run_wall_s"] = time.time() - started  # this run's (the budget is per run)
+    if terms:
+        summary["signal"] = "SIGTERM"  # this run was stopped by one (a Ctrl-C: the default)
     if guard.gpu_error:
         summary["gpu_error"] = f"trial {searcher.number_of(guard.gpu_trial_id)}: {guard.gpu_error}"
     return summary

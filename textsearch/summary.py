@@ -24,6 +24,8 @@ Reading a summary needs pandas and Optuna, not Ray or torch (the report imports 
 from __future__ import annotations
 
 import json
+import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +173,60 @@ def trials_table(summary: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
+TABLE_WIDTH = 100  # the end-of-search table fits a terminal this wide
+
+
+def cell(value: Any) -> str:
+    """A table cell: empty where nothing applies (None, NaN), 4 significant digits for floats."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def text_table(df: pd.DataFrame, metric: str, width: int = TABLE_WIDTH) -> list[str]:
+    """The trials as a plain-text table no wider than ``width``: the trial, its status, its
+    epochs, its best ``metric`` and when ASHA stopped it (empty for a trial it did not stop),
+    then as many of the searched parameters as fit; a last line names those left out
+    (``trials.csv`` holds them all)."""
+    head = {"trial_id": "trial", "status": "status", "epochs": "epochs",
+            f"best_{metric}": f"best_{metric}", "stopped_at_epoch": "stopped_at"}
+    params = [c for c in df.columns if c not in head and c not in ("error", "precision")]
+    if df["precision"].nunique(dropna=True) > 1:  # one precision: the best config line says it
+        params.append("precision")
+    columns: list[tuple[str, list[str], bool]] = []  # (header, cells, right-aligned)
+    for name in [*head, *params]:
+        values = df[name].tolist()
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None
+                      for v in values)
+        columns.append((head.get(name, name), [cell(v) for v in values], numeric))
+
+    def fits(cols) -> bool:
+        return sum(max(len(h), *map(len, c)) for h, c, _ in cols) + 2 * (len(cols) - 1) <= width
+
+    shown = columns[:len(head)]
+    left_out = []
+    for col in columns[len(head):]:
+        if fits([*shown, col]):
+            shown.append(col)
+        else:
+            left_out.append(col[0])
+
+    def row(cells: list[str]) -> str:
+        out = []
+        for (h, c, right), text in zip(shown, cells):
+            w = max(len(h), *map(len, c))
+            out.append(text.rjust(w) if right else text.ljust(w))
+        return "  ".join(out).rstrip()
+
+    lines = [row([h for h, _, _ in shown])]
+    lines += [row([c[i] for _, c, _ in shown]) for i in range(len(df))]
+    if left_out:
+        lines.append(f"(not shown here: {', '.join(left_out)}; every column is in {TRIALS_FILE})")
+    return lines
+
+
 def format_summary(summary: dict[str, Any], top: int = 10) -> str:
     """The end-of-search text: top trials, best config, its test accuracy."""
     metric = summary["metric"]
@@ -181,11 +237,8 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
     if summary.get("warm_started"):
         lines[0] += f"; {summary['warm_started']} trial(s) added from older searches"
     if len(df):
-        cols = [c for c in df.columns if c not in ("error",)]
-        with pd.option_context("display.width", 200, "display.max_columns", 30,
-                               "display.float_format", "{:.4g}".format):
-            lines.append(f"Top trials by {metric}:")
-            lines.append(df[cols].head(top).to_string(index=False))
+        lines.append(f"Top trials by {metric}:")
+        lines += text_table(df.head(top), metric)
         errored = df[df["status"] == "errored"]
         for _, row in errored.iterrows():
             lines.append(f"trial {row['trial_id']} errored: {row['error']}")
@@ -197,9 +250,9 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
         lines.append(f"No trial reported {metric}.")
     else:
         lines.append(f"Best trial: {best['trial_id']}  {metric} = {best[metric]:.4f}")
-        lines.append("Best config: " + json.dumps(best["params"], sort_keys=True)
-                     + (f" (trained in precision {best['precision']})"
-                        if best.get("precision") else ""))
+        config = " ".join(f"{k}={cell(v)}" for k, v in sorted(best["params"].items()))
+        ran = f" (trained in precision {best['precision']})" if best.get("precision") else ""
+        lines.append(f"Best config: {config}{ran}")
         label, test = headline_test(summary)
         lines.append(f"{label} of the best checkpoint: "
                      f"{test:.4f}" if test is not None else f"{label}: n/a")
@@ -209,4 +262,11 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
         for t in summary["pareto"]:
             lines.append(f"  {t['trial_id']}  " + "  ".join(f"{k}={v:.4g}"
                                                             for k, v in t["values"].items()))
-    return "\n".join(lines)
+    return "\n".join(fold(line) for line in lines)
+
+
+def fold(line: str, width: int = TABLE_WIDTH) -> str:
+    """A line longer than ``width`` folded at spaces, its next lines indented."""
+    if len(line) <= width:
+        return line
+    return "\n".join(textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False))

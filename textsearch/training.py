@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import sys
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +55,37 @@ def lightning_warnings() -> Iterator[None]:
         # a deprecation inside Lightning's use of torch's pytree
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         yield
+
+
+class EpochLines(Callback):
+    """Progress as plain lines, for a log or a pipe where a bar would be one line of hundreds
+    of carriage returns: one line per epoch with its figures, and, in an epoch longer than
+    ``every_s``, a line each ``every_s`` seconds saying how far it is."""
+
+    def __init__(self, every_s: float = 60.0, out=None):
+        self.every_s = every_s
+        self.out = out or sys.stderr
+        self.started = self.last = 0.0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.started = self.last = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            total = trainer.num_training_batches
+            self.say(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: batch "
+                     f"{batch_idx + 1}/{total} ({now - self.started:.0f} s)")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # after its validation
+        figures = ", ".join(f"{k} {float(v):.4g}" for k, v in sorted(trainer.callback_metrics.items())
+                            if v.numel() == 1)
+        self.say(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {figures} "
+                 f"({time.monotonic() - self.started:.1f} s)")
 
 
 @dataclass
@@ -201,6 +235,8 @@ def train(
 ) -> TrainResult:
     """Train one model as ``cfg`` says; logs and checkpoints go under ``run_dir``.
 
+    ``enable_progress_bar``: Lightning's bar when stderr is a terminal, else plain lines
+    (:class:`EpochLines`); False: neither.
     ``bundle``: data already in memory (a search hands it over from Ray's object store).
     ``ckpt_path``: a Lightning checkpoint to resume from. ``test``: evaluate the best
     checkpoint on the test split at the end.  ``accelerator``: where to train, as the caller
@@ -210,7 +246,34 @@ def train(
     cfg.validate()
     accelerator = accelerator or accelerator_for(cfg.gpus)
     precision = resolve_precision(cfg.precision, accelerator.accelerator)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    with seeded(cfg.seed):
+        return train_seeded(cfg, run_dir, bundle, callbacks, ckpt_path, test,
+                            enable_progress_bar, enable_checkpointing, accelerator, precision)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Lightning's ``seed_everything`` for one run.  It keeps the seed in the environment
+    (``PL_GLOBAL_SEED``, ``PL_SEED_WORKERS``: how DataLoader workers find it); after the
+    run those are as they were, so a run in a notebook or a test leaves no setting behind."""
+    names = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+    before = {name: os.environ.get(name) for name in names}
+    pl.seed_everything(seed, workers=True, verbose=False)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def train_seeded(cfg: TrainConfig, run_dir: Path, bundle: DataBundle | None,
+                 callbacks: list[Callback] | None, ckpt_path: str | None, test: bool,
+                 enable_progress_bar: bool, enable_checkpointing: bool,
+                 accelerator: Accelerator, precision: str) -> TrainResult:
+    """:func:`train` once the run is seeded (:func:`seeded`)."""
     dm = make_datamodule(cfg, bundle)
     if bundle is None:
         dm.prepare_data()
@@ -223,6 +286,9 @@ def train(
                                default_hp_metric=False)
     hparam_metrics = metrics.hparam_metrics(cfg.reads_lines)
     all_callbacks = list(callbacks or [])
+    bar = enable_progress_bar and sys.stderr.isatty()
+    if enable_progress_bar and not bar:
+        all_callbacks.append(EpochLines())
     checkpoint_cb = None
     if enable_checkpointing and not cfg.fast_dev_run:
         monitor, mode = cfg.monitor
@@ -248,7 +314,7 @@ def train(
         logger=logger,
         callbacks=all_callbacks,
         enable_checkpointing=checkpoint_cb is not None,
-        enable_progress_bar=enable_progress_bar,
+        enable_progress_bar=bar,
         enable_model_summary=enable_progress_bar,
         fast_dev_run=cfg.fast_dev_run,
         limit_train_batches=limit_train if isinstance(limit_train, int) else _count_or_fraction(limit_train),

@@ -34,7 +34,8 @@ from textsearch.record import (
     search_lock,
 )
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # stopped by a Ctrl-C (128 + SIGINT), as a shell reports it
+EXIT_TERMINATED = 143  # stopped by a SIGTERM (128 + SIGTERM)
 # Lightning's debugging options that only the --debug run takes.
 DEBUG_ONLY = ("fast_dev_run", "overfit_batches", "limit_train_batches")
 # Flags that shape a search and that a --debug run (one trial, no Ray) would ignore.
@@ -246,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     if unfinished:
         print(f"{unfinished} trial(s) unfinished; continue with: {settings.resume_command()}",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if summary.get("signal") == "SIGTERM" else EXIT_INTERRUPTED
     return 0
 
 
