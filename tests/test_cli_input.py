@@ -40,25 +40,54 @@ MISUSE = {
 NO_MISUSE = {"no_progress_bar", "no_progress"}  # output switches: every combination is valid
 
 
-def bad_values(command: str, action: argparse.Action, semantic: dict) -> list[list[str]]:
-    """Three bad uses of one flag (argv pieces): wrong type, out of range (or misuse), empty."""
+# Just past each numeric type's lower bound: a number of the right kind that the range
+# refuses (its message names the bound; "abc" is refused for its type instead)
+BELOW = {cli.positive_int: "0", cli.nonnegative_int: "-1", cli.positive_float: "0",
+         cli.nonnegative_float: "-0.5", cli.fraction: "0", cli.port: "0"}
+
+# Every flag with an upper bound, written out with a value just past it: refused with one
+# line like any other bad value, before any work (checked while parsing or right after)
+ABOVE = {
+    "train": {"val_fraction": "1.5", "data_fraction": "1.01", "dropout": "1",
+              "max_overlap": "1", "min_overlap": "1", "gpus": "1"},
+    "tune": {"data_fraction": "1.5", "gpus_per_trial": "1"},  # no GPU here: 1 is too many
+    "retrain": {"data_fraction": "2", "gpus": "1"},
+    "dashboard": {"port": "70000"},
+    "emnist_lines": {"max_overlap": "1.5", "min_overlap": "0.9"},  # 0.9: above max's 0.33
+}
+
+
+def below(action: argparse.Action) -> str:
+    if action.type in BELOW:
+        return BELOW[action.type]
+    if action.type.__name__.startswith("a number in [0,"):  # cli.number_below
+        return "-0.5"
+    minimum = int(action.type.__name__.removeprefix("an integer >= "))  # cli.int_at_least
+    return str(minimum - 1)
+
+
+def bad_values(command: str, action: argparse.Action, semantic: dict) -> dict[str, list[str]]:
+    """The bad uses of one flag (argv pieces), by kind: a wrong type, values out of range
+    (below its lower bound, above its upper one) or a misuse, an empty value."""
     flag = action.option_strings[0]
     if isinstance(action, BOOLEAN):
         other = MISUSE.get(command, {}).get(action.dest)
         misuse = [flag, *other] if other else [f"{flag}=-7"]
-        return [[f"{flag}=abc"], misuse, [f"{flag}="]]
+        return {"wrong-type": [f"{flag}=abc"], "misuse": misuse, "empty": [f"{flag}="]}
     if action.type is cli.folder_path:  # wrong type: a URI; out of range: unwritable
-        values = ["s3://bucket/runs", semantic[action.dest][1], ""]
-    elif action.type in NUMERIC or getattr(action.type, "__name__", "").startswith("an integer >="):
-        values = ["abc", "-7", ""]
-    elif action.type is cli.fraction:
-        values = ["abc", "7", ""]
+        values = {"wrong-type": "s3://bucket/runs", "unusable": semantic[action.dest][1]}
+    elif action.type in NUMERIC or action.type is cli.fraction or \
+            getattr(action.type, "__name__", "").startswith(("an integer >=", "a number in [0,")):
+        values = {"wrong-type": "abc", "below": below(action)}
     elif action.choices:
-        values = ["abc", "-7", ""]
+        values = {"wrong-type": "abc", "unknown": f"{action.choices[0]}x"}
     else:  # free text: a malformed value, and a well-formed one that names nothing real
         malformed, unknown = semantic[action.dest]
-        values = [malformed, unknown, ""]
-    return [[f"{flag}={v}"] for v in values]
+        values = {"wrong-type": malformed, "unknown": unknown}
+    if action.dest in ABOVE.get(command, {}):
+        values["above"] = ABOVE[command][action.dest]
+    values["empty"] = ""
+    return {kind: [f"{flag}={v}"] for kind, v in values.items()}
 
 
 def cases(command: str, parser: argparse.ArgumentParser, semantic: dict) -> list:
@@ -66,9 +95,8 @@ def cases(command: str, parser: argparse.ArgumentParser, semantic: dict) -> list
     for action in parser._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
-        kinds = ("wrong-type", "out-of-range", "empty")
-        for kind, argv in zip(kinds, bad_values(command, action, semantic)):
-            out.append(pytest.param(argv, id=f"{action.dest}-{kind}"))
+        for kind, argv in bad_values(command, action, semantic).items():
+            out.append(pytest.param(argv, kind, id=f"{action.dest}-{kind}"))
     return out
 
 
@@ -92,17 +120,17 @@ def given(argv: list[str], flag: str) -> bool:
     return any(a == flag or a.startswith(f"{flag}=") for a in argv)
 
 
-@pytest.mark.parametrize("bad", TRAIN_CASES)
-def test_train_flag(bad, tmp_path, capsys):
+@pytest.mark.parametrize("bad, kind", TRAIN_CASES)
+def test_train_flag(bad, kind, tmp_path, capsys):
     argv = bad if given(bad, "--runs_dir") else [*bad, "--runs_dir", str(tmp_path / "r")]
     code, err = run_main(train_cli.main, argv, capsys)
     assert code == 2, err
-    assert_one_line_naming(err, bad)
+    assert_one_line_naming(err, bad, kind)
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("bad", TUNE_CASES)
-def test_tune_flag(bad, tmp_path, capsys):
+@pytest.mark.parametrize("bad, kind", TUNE_CASES)
+def test_tune_flag(bad, kind, tmp_path, capsys):
     argv = list(bad)
     if not given(bad, "--space"):
         argv += ["--space", "smoke"]
@@ -114,7 +142,7 @@ def test_tune_flag(bad, tmp_path, capsys):
         argv += ["--name", "nothing-here"]
     code, err = run_main(tune_cli.main, argv, capsys)
     assert code == 2, err
-    assert_one_line_naming(err, bad)
+    assert_one_line_naming(err, bad, kind)
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.json"))
 
 
@@ -134,26 +162,26 @@ def finished_search(tmp_path_factory, data_root) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("bad", RETRAIN_CASES)
-def test_retrain_flag(bad, finished_search, capsys):
+@pytest.mark.parametrize("bad, kind", RETRAIN_CASES)
+def test_retrain_flag(bad, kind, finished_search, capsys):
     code, err = run_main(retrain_cli.main, [str(finished_search), *bad], capsys)
     assert code == 2, err
-    assert_one_line_naming(err, bad)
+    assert_one_line_naming(err, bad, kind)
     assert not (finished_search / "retrain").exists()
 
 
-@pytest.mark.parametrize("bad", PREDICT_CASES)
-def test_predict_flag(bad, tmp_path, capsys):
+@pytest.mark.parametrize("bad, kind", PREDICT_CASES)
+def test_predict_flag(bad, kind, tmp_path, capsys):
     code, err = run_main(predict_cli.main, [str(tmp_path / "model.pt"), "a.png", *bad], capsys)
     assert code == 2, err
-    assert_one_line_naming(err, bad)
+    assert_one_line_naming(err, bad, kind)
 
 
-@pytest.mark.parametrize("bad", DASHBOARD_CASES)
-def test_dashboard_flag(bad, tmp_path, capsys):
+@pytest.mark.parametrize("bad, kind", DASHBOARD_CASES)
+def test_dashboard_flag(bad, kind, tmp_path, capsys):
     code, err = run_main(dashboard_cli.main, [str(tmp_path), *bad], capsys)
     assert code == 2, err
-    assert_one_line_naming(err, bad)
+    assert_one_line_naming(err, bad, kind)
 
 
 @pytest.mark.parametrize("module", ["emnist", "mnist", "emnist_lines"])
@@ -172,14 +200,14 @@ def test_data_command_flag(module, value, capsys):
 LINES_DATA_CASES = cases("emnist_lines", lines_cli.build_parser(), {})
 
 
-@pytest.mark.parametrize("bad", LINES_DATA_CASES)
-def test_emnist_lines_command_flag(bad, capsys):
+@pytest.mark.parametrize("bad, kind", LINES_DATA_CASES)
+def test_emnist_lines_command_flag(bad, kind, capsys):
     """Every flag of ``python -m textsearch.data.emnist_lines`` (the generation options are
     ``textsearch.train``'s own): one line naming it, exit 2, before any line is drawn."""
     code, err = run_main(lines_cli.main, bad, capsys)
     assert code == 2, err
     assert err.startswith("textsearch.data.emnist_lines: error:")
-    assert_one_line_naming(err, bad)
+    assert_one_line_naming(err, bad, kind)
 
 
 def test_data_command_runs_without_a_warning(data_root):
@@ -244,20 +272,24 @@ def option_flags(parser: argparse.ArgumentParser) -> set[str]:
     ("emnist_lines", lines_cli.build_parser(), LINES_DATA_CASES)])
 def test_every_flag_is_covered(command, parser, table):
     assert option_flags(parser) == EXPECTED_FLAGS[command]
+    assert set(ABOVE.get(command, {})) <= EXPECTED_FLAGS[command]  # no bound of a flag gone
     for flag in EXPECTED_FLAGS[command]:
         kinds = {case.id.removeprefix(f"{flag}-") for case in table
                  if case.id.startswith(f"{flag}-")}
-        assert kinds == {"wrong-type", "out-of-range", "empty"}, (command, flag, kinds)
+        assert "wrong-type" in kinds and "empty" in kinds and len(kinds) >= 3, (flag, kinds)
     booleans = {a.dest for a in parser._actions if isinstance(a, BOOLEAN)}
     # every boolean flag has its misuse case, or is listed as one that has none
     assert booleans == set(MISUSE.get(command, {})) | (booleans & NO_MISUSE), (command, booleans)
 
 
-def assert_one_line_naming(err: str, bad: list[str]) -> None:
+def assert_one_line_naming(err: str, bad: list[str], kind: str = "") -> None:
     """One line on stderr, naming the flag of ``bad`` and its bad value (or that it is empty);
-    for a misuse (a flag beside another), naming both flags."""
+    for a misuse (a flag beside another), naming both flags.  A number out of range is
+    refused for its range, not as a value of the wrong type."""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
+    if kind in ("below", "above"):
+        assert "expected" not in lines[0] and "invalid" not in lines[0], (bad, lines[0])
     flag, _, value = bad[0].partition("=")
     for name in [flag, *(a for a in bad[1:] if a.startswith("--"))]:
         spellings = (name, name.replace("-", "_").replace("__", "--"), name.replace("_", "-"))

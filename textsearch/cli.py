@@ -77,6 +77,20 @@ def fraction(text: str) -> float:
     return value
 
 
+def number_below(upper: float) -> Callable[[str], float]:
+    """A number in ``[0, upper)`` (a probability or share that must stay below ``upper``)."""
+    at_least_zero = _number(float, f"a number in [0, {upper:g})", 0, False)
+
+    def parse(text: str) -> float:
+        value = at_least_zero(text)
+        if value >= upper:
+            raise argparse.ArgumentTypeError(f"must be < {upper:g}, got {text}")
+        return value
+
+    parse.__name__ = at_least_zero.__name__
+    return parse
+
+
 def nonempty_str(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
@@ -120,6 +134,8 @@ def flag_type(f: dataclasses.Field, typ: type):
         if m["minimum"] is None:
             return int
         return nonnegative_int if m["minimum"] == 0 else int_at_least(int(m["minimum"]))
+    if typ is float and m.get("below") is not None and m["minimum"] == 0:
+        return number_below(m["below"])
     if typ is float:
         return positive_float if m["above"] else nonnegative_float if m["minimum"] == 0 else float
     return nonempty_str

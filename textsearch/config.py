@@ -64,7 +64,8 @@ class CNNConfig:
                                    minimum=0, above=True)
     conv_dim: int = option(64, "CNN: channels per block", minimum=0, above=True)
     fc_dim: int = option(128, "CNN: hidden fully-connected width", minimum=0, above=True)
-    dropout: float = option(0.5, "dropout probability in [0, 1) (CNN and MLP)", minimum=0)
+    dropout: float = option(0.5, "dropout probability in [0, 1) (CNN and MLP)", minimum=0,
+                             below=1)
 
     def problem(self) -> str | None:
         """The first reason these options cannot build a CNN, as a sentence (None: they can).
@@ -72,6 +73,10 @@ class CNNConfig:
         One home for the rules: :meth:`validate` raises it as a :class:`UserError`, the CNN
         as its own :class:`textsearch.models.errors.ModelConfigError`.
         """
+        for f in options_of(CNNConfig):
+            problem = option_problem(f, getattr(self, f.name))
+            if problem:
+                return problem
         if not 1 <= self.num_blocks <= 6:
             return f"num_blocks must be between 1 and 6, got {self.num_blocks}"
         if self.block not in BLOCKS:
@@ -82,8 +87,6 @@ class CNNConfig:
             return f"downsample_every must be >= 1, got {self.downsample_every}"
         if self.conv_dim <= 0 or self.fc_dim <= 0:
             return f"conv_dim and fc_dim must be positive, got {self.conv_dim}, {self.fc_dim}"
-        if not 0.0 <= self.dropout < 1.0:
-            return f"dropout must be in [0, 1), got {self.dropout}"
         return None
 
     def validate(self) -> None:
@@ -112,9 +115,9 @@ class LinesConfig:
                              "are at most max_length - 2 characters, 28 * max_length pixels "
                              "wide)", minimum=3)
     min_overlap: float = option(0.0, "EMNISTLines: least share of a character's width drawn "
-                                "over the next one", minimum=0)
+                                "over the next one", minimum=0, below=1)
     max_overlap: float = option(0.33, "EMNISTLines: largest share of a character's width "
-                                "drawn over the next one (< 1)", minimum=0)
+                                "drawn over the next one (< 1)", minimum=0, below=1)
     num_train_lines: int = option(10_000, "EMNISTLines: training lines", minimum=0, above=True)
     num_val_lines: int = option(2_000, "EMNISTLines: validation lines", minimum=0, above=True)
     num_test_lines: int = option(2_000, "EMNISTLines: test lines", minimum=0, above=True)
@@ -127,9 +130,9 @@ class LinesConfig:
             problem = option_problem(f, getattr(self, f.name))
             if problem:
                 return problem
-        if not self.min_overlap <= self.max_overlap < 1:
-            return (f"overlaps must satisfy min_overlap <= max_overlap < 1, got "
-                    f"{self.min_overlap:g}, {self.max_overlap:g}")
+        if self.min_overlap > self.max_overlap:
+            return (f"--min_overlap {self.min_overlap:g} is above --max_overlap "
+                    f"{self.max_overlap:g}: the least overlap cannot exceed the largest")
         return None
 
     def validate(self) -> None:
@@ -345,9 +348,11 @@ def option_problem(f: dataclasses.Field, value: Any) -> str | None:
         return None
     if m.get("fraction") and not 0 < value <= 1:
         return f"{name} must be a fraction in (0, 1], got {value}"
-    low = m.get("minimum")
+    low, high = m.get("minimum"), m.get("below")
     if low is not None and (value <= low if m["above"] else value < low):
         return f"{name} must be {'>' if m['above'] else '>='} {low:g}, got {value}"
+    if high is not None and value >= high:
+        return f"{name} must be < {high:g}, got {value}"
     return None
 
 

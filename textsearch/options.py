@@ -13,15 +13,16 @@ from typing import Any
 
 
 def option(default: Any, help: str, *, minimum: float | None = None, above: bool = False,
-           fraction: bool = False, choices: Sequence[Any] | None = None,
+           below: float | None = None, fraction: bool = False, choices: Sequence[Any] | None = None,
            flag_const: Any = None) -> Any:
     """A dataclass field with its help text and what values it takes.
 
     minimum: smallest allowed value (``above=True``: values must be strictly greater).
+    below: values must be strictly smaller than this (a probability below 1).
     fraction: a share in (0, 1]. choices: the allowed values. flag_const: the value the flag
     means when given without one (``--fast_dev_run`` alone is 1).
     """
-    meta = {"help": help, "minimum": minimum, "above": above, "fraction": fraction,
+    meta = {"help": help, "minimum": minimum, "above": above, "below": below, "fraction": fraction,
             "choices": list(choices) if choices is not None else None, "flag_const": flag_const}
     return dataclasses.field(default=default, metadata=meta)
 

@@ -38,7 +38,7 @@ from typing import Any
 from textsearch import cli
 from textsearch.config import OptimOptions, TrainConfig
 from textsearch.data import load_bundle
-from textsearch.devices import available_gpus
+from textsearch.devices import accelerator_for, available_gpus
 from textsearch.errors import UserError, cli_entry
 from textsearch.options import options_of
 from textsearch.record import MODEL_FILE, MODEL_INFO, RETRAIN_DIR, SearchSettings
@@ -184,6 +184,8 @@ def export(checkpoint: str | None, out: Path) -> Path:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.gpus:
+        accelerator_for(args.gpus)  # GPUs this machine lacks: refused before any work
     cli.quiet_library_logs()
     optim = {f.name: getattr(args, f.name) for f in options_of(OptimOptions)
              if hasattr(args, f.name)}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from textsearch import cli
 from textsearch.config import TrainConfig
+from textsearch.devices import accelerator_for
 from textsearch.errors import UserError, cli_entry
 
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if unused:
         raise UserError(f"--{unused} has no effect with --model_class {cfg.model_class} "
                         f"--data_class {cfg.data_class}: leave it out")
+    if cfg.gpus > 0:
+        accelerator_for(cfg.gpus)  # GPUs this machine lacks: refused before the run folder
     name = name or f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.model_class}_{cfg.data_class}"
     run_dir = runs_dir / name
     if run_dir.exists():
