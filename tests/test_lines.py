@@ -69,19 +69,27 @@ def test_validation_cer_and_line_accuracy_by_hand():
     from textsearch.lit_model import LineLitModel
 
     mapping = ["<B>", "<S>", "<E>", "<P>", *"0123456789abcdefghij"]
-    # read: "aab" (true "aab": 0 edits), "" (true "ab": 2 edits), "ca" (true "cab": 1 edit)
-    paths = [[A, BLANK, A, B, BLANK], [BLANK] * 5, [C, C, BLANK, A, A]]
-    labels = torch.tensor([[1, A, A, B, 2, 3], [1, A, B, 2, 3, 3], [1, C, A, B, 2, 3]])
+    # what each line reads, what it truly says, and its edits counted by hand:
+    paths = [[A, BLANK, A, B, BLANK, BLANK, BLANK],  # "aab"  for "aab": 0
+             [BLANK] * 7,                            # ""     for "ab":  2 deletions
+             [C, C, BLANK, A, A, BLANK, BLANK],      # "ca"   for "cab": 1 deletion
+             [A, C, B, BLANK, BLANK, BLANK, BLANK],  # "acb"  for "aab": 1 substitution
+             [A, B, C, A, BLANK, BLANK, BLANK],      # "abca" for "ab":  2 insertions
+             [B, BLANK, A, BLANK, BLANK, BLANK, BLANK]]  # "ba" for "abc": 1 insertion + 1
+    #                                                  substitution (-ba against abc)
+    truth = [[A, A, B], [A, B], [C, A, B], [A, A, B], [A, B], [A, B, C]]
+    labels = torch.tensor([[1, *t, 2] + [3] * (5 - len(t)) for t in truth])
     lit = LineLitModel(FixedReading(scores_for(paths, len(mapping))), len(mapping), mapping)
     # one line per batch: the CER must be summed over the split, not averaged over batches
-    # (that would be (0 + 1 + 1/3) / 3 = 0.444)
-    images = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 28, 40)
+    # (that would be (0 + 1 + 1/3 + 1/3 + 1 + 2/3) / 6 = 0.556)
+    images = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 1, 28, 40)
     loader = DataLoader(TensorDataset(images, labels), batch_size=1)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
     out = trainer.validate(lit, dataloaders=loader, verbose=False)[0]
-    assert out["val_cer"] == pytest.approx((0 + 2 + 1) / (3 + 2 + 3))
-    assert out["val_line_acc"] == pytest.approx(1 / 3)
+    edits, chars = 0 + 2 + 1 + 1 + 2 + 2, 3 + 2 + 3 + 3 + 2 + 3
+    assert out["val_cer"] == pytest.approx(edits / chars)  # 8 / 16
+    assert out["val_line_acc"] == pytest.approx(1 / 6)
     assert math.isfinite(out["val_loss"]) and out["val_loss"] > 0
 
 
@@ -161,6 +169,23 @@ def test_line_search_retrain_and_predict(real_lines, tmp_path, capsys):
     assert best["trial_id"] == f"{expected:04d}"
     assert best["val_cer"] == pytest.approx(lowest[expected])
     assert best["test_cer"] is not None and best["test_line_acc"] is not None
+
+    # the report of this minimised metric: the lowest val_cer is the best, and the best so far
+    # against trials (in order of first report) only falls: a running minimum, by hand
+    from textsearch.plots import best_by_trial, load_search
+    from textsearch.report import main as report_main
+
+    code, err = run_main(report_main, [str(search)], capsys)
+    assert code == 0, err
+    page = (search / "report.html").read_text()
+    assert f"val_cer = <b>{lowest[expected]:.4f}</b>" in page
+    assert all((search / f"plot_{name}.png").stat().st_size > 5_000
+               for name in ("best_vs_time", "best_vs_trials", "curves"))
+    first_report = {n: float(progress_rows(search / f"trial_{n:04d}")[0]["timestamp"])
+                    for n in lowest}
+    order = sorted(lowest, key=first_report.get)
+    by_hand = [lowest[order[0]], min(lowest.values())]
+    assert list(best_by_trial(load_search(search))) == pytest.approx(by_hand)
 
     # retrain the winner, export it, and read a line rendered from known characters
     code, err = run_main(retrain_main, [str(search), "--max_epochs", "1", "--no_progress"],
@@ -264,3 +289,115 @@ def test_line_objectives_reach_optuna_minimised(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     front = {p["number"] for p in pareto_front(study, objectives)}
     assert front == {searcher.number_of("a"), searcher.number_of("b")}
+
+
+# -- the line recognizer's quality, against lines the test drew itself ------------------------
+DIGIT_TEXTS = ["4 815 16", "2342", "90 210", "1 2 3", "8675 309", "77 31", "50 6", "1961 42"]
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions), by dynamic programming."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def test_edit_distance_by_hand():
+    assert edit_distance("aab", "aab") == 0
+    assert edit_distance("", "ab") == 2 and edit_distance("abca", "ab") == 2
+    assert edit_distance("acb", "aab") == 1 and edit_distance("ba", "abc") == 2
+    assert edit_distance("kitten", "sitting") == 3
+
+
+def write_digit_corpus(nltk_dir: Path, n: int = 300, seed: int = 0) -> None:
+    """A Brown-format corpus of digit words only (every character has a glyph)."""
+    import random
+    import zipfile
+
+    rng = random.Random(seed)
+    words = ["".join(rng.choice("0123456789") for _ in range(rng.randint(1, 4)))
+             for _ in range(n * 6)]
+    text = "\n\n".join(" ".join(f"{w}/cd" for w in words[i:i + 6]) for i in range(0, len(words), 6))
+    corpora = nltk_dir / "corpora"
+    corpora.mkdir(parents=True)
+    with zipfile.ZipFile(corpora / "brown.zip", "w") as zf:
+        zf.writestr("brown/", "")
+        zf.writestr("brown/ca01", "\n\n\t" + text + "\n")
+        zf.writestr("brown/cats.txt", "ca01 news\n")
+        zf.writestr("brown/README", "digits\n")
+
+
+def draw_line(text: str, glyphs: dict[str, list[np.ndarray]], rng: np.random.Generator,
+              width: int, overlap: float = 0.1) -> np.ndarray:
+    """``text`` drawn as a scan would show it: 28-pixel-high glyphs (light on dark) side by
+    side, each overlapping the next by ``overlap`` of its width, spaces blank; returned as
+    dark ink on light paper."""
+    canvas = np.zeros((28, width), dtype=np.int32)
+    step, x = 28 - int(overlap * 28), 0
+    for ch in text:
+        if ch != " ":
+            options = glyphs[ch]
+            canvas[:, x:x + 28] += options[rng.integers(len(options))]
+        x += step
+    return (255 - np.minimum(canvas, 255)).astype(np.uint8)
+
+
+@pytest.fixture
+def digit_lines(tmp_path_factory, monkeypatch):
+    """A data root of the test's own: synthetic digit glyphs and a corpus of digit words."""
+    from tests.synthetic import write_emnist
+
+    root = tmp_path_factory.mktemp("digit-lines")
+    write_emnist(root / "downloaded" / "emnist", n_train=2000, n_test=400)
+    write_digit_corpus(root / "nltk")
+    import nltk
+
+    monkeypatch.setenv("TEXTSEARCH_DATA_DIR", str(root))
+    monkeypatch.setenv("NLTK_DATA", str(root / "nltk"))
+    monkeypatch.setattr(nltk.data, "path", [str(root / "nltk")])
+    return root
+
+
+CER_BOUND = 0.15  # at most about one character in seven read wrong (reading nothing: 1.0)
+
+
+def test_line_model_reads_lines_it_never_saw(digit_lines, tmp_path, capsys):
+    """A line model searched, retrained and exported on drawn digit lines reads held-out
+    lines (glyphs drawn from another seed than training's and test's, texts chosen here)
+    with a character error rate under CER_BOUND, counted here against the drawn text."""
+    from PIL import Image
+
+    from tests.synthetic import make_images
+    from textsearch.predict import main as predict_main
+    from textsearch.retrain import main as retrain_main
+    from textsearch.tune import main as tune_main
+
+    code, err = run_main(tune_main, [
+        "--space", str(SPACES / "lines_digits.py"), "--results_dir", str(tmp_path),
+        "--name", "d", "--scheduler", "fifo", "--gpus_per_trial", "0", "--no_report"], capsys)
+    assert code == 0, err
+    search = tmp_path / "d"
+    code, err = run_main(retrain_main, [str(search), "--max_epochs", "6", "--no_progress"], capsys)
+    assert code == 0, err
+    (out,) = (search / "retrain").iterdir()
+    info = json.loads((out / "model.json").read_text())
+    assert info["metrics"]["test_cer"] < CER_BOUND  # the test split's lines, test glyphs
+
+    x, y = make_images(300, seed=99)  # neither the training (1) nor the test (2) glyphs
+    glyphs = {str(d): [x[i] for i in np.flatnonzero(y == d)] for d in range(10)}
+    rng = np.random.default_rng(5)
+    pngs = []
+    for i, text in enumerate(DIGIT_TEXTS):
+        pngs.append(tmp_path / f"line{i}.png")
+        Image.fromarray(draw_line(text, glyphs, rng, width=28 * 10)).save(pngs[-1])
+    capsys.readouterr()
+    code = predict_main([str(out), *map(str, pngs)])
+    printed = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(printed) == len(DIGIT_TEXTS)
+    read = [line.removeprefix(f"{png}: ") for line, png in zip(printed, pngs)]
+    errors = sum(edit_distance(r, t) for r, t in zip(read, DIGIT_TEXTS))
+    chars = sum(len(t) for t in DIGIT_TEXTS)
+    assert errors / chars < CER_BOUND, list(zip(DIGIT_TEXTS, read))
