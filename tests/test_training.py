@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import re
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.conftest import cpu_flags
 from textsearch.errors import UserError
 from textsearch.training import (
+    EpochLines,
     TrainConfig,
     evaluate_checkpoint,
     make_datamodule,
@@ -73,6 +76,25 @@ def test_short_fit_learns_tests_best_checkpoint_and_logs(tmp_path):
     assert ea.Scalars("train_samples_per_s")[0].value > 0
     content = ea.PluginTagToContent("hparams")
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+
+
+def test_progress_as_plain_lines_for_a_log(tmp_path):
+    """In a log: a line per batch once ``every_s`` has passed (0 here: every batch), and a
+    line per epoch with the validation figures TensorBoard holds for it."""
+    out = io.StringIO()
+    train(tiny(max_epochs=2, limit_train_batches=3), tmp_path / "run", test=False,
+          enable_progress_bar=False, callbacks=[EpochLines(every_s=0, out=out)])
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    batches = [re.sub(r" \(\d+ s\)$", "", line) for line in lines if ": batch " in line]
+    assert batches == [f"epoch {e}/2: batch {b}/3" for e in (1, 2) for b in (1, 2, 3)]
+    ends = [line for line in lines if ": batch " not in line]
+    assert [line.split(":")[0] for line in ends] == ["epoch 1/2", "epoch 2/2"]
+    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    ea.Reload()
+    for line, event in zip(ends, ea.Scalars("val_acc")):
+        shown = float(re.search(r"val_acc ([0-9.e-]+)", line).group(1))
+        assert shown == pytest.approx(event.value, rel=1e-3)  # printed to 4 digits
 
 
 def test_checkpoint_alone_rebuilds_its_model(tmp_path):
