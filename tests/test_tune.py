@@ -103,6 +103,10 @@ def test_search_stops_trials_early_and_reports_the_best(tmp_path, capsys):
     assert best["checkpoint"] == f"trial_{best['trial_id']}/best.ckpt"
     assert (search / best["checkpoint"]).is_file()
 
+    # every trial trained with the search's seed (the config each trial wrote for itself)
+    assert {json.loads((search / t["path"] / "config.json").read_text())["seed"]
+            for t in trials} == {3}
+
     # every trial trained on the driver's data through Ray's object store, without a copy
     for t in trials:
         rows = list(csv.DictReader((search / t["path"] / "progress.csv").open()))
@@ -415,3 +419,18 @@ def test_asha_stopping_a_trial_frees_a_core_that_tests_the_best_so_far(tmp_path,
     final = json.loads(test_file.read_text())
     assert summary["best"]["epoch"] == final["epoch"] == best_epoch
     assert summary["best"]["test_acc"] == final["test_acc"]
+
+
+def test_search_seed_is_a_draw_of_the_training_too(tmp_path, capsys):
+    """One config searched with seeds 0, 1 and 1 again: the two seed-1 searches train alike
+    (the same val_loss), the seed-0 one is another draw of the weights and batches."""
+    val_loss = {}
+    for name, seed in (("a", "0"), ("b", "1"), ("c", "1")):
+        code, err = run_main(tune_main, [
+            "--space", str(SPACES / "one_config.py"), "--results_dir", str(tmp_path),
+            "--name", name, "--seed", seed, "--gpus_per_trial", "0", "--no_report"], capsys)
+        assert code == 0, err
+        (row,) = csv.DictReader((tmp_path / name / "trial_0000" / "progress.csv").open())
+        val_loss[name] = float(row["val_loss"])
+    assert val_loss["b"] == pytest.approx(val_loss["c"], abs=1e-4)
+    assert abs(val_loss["a"] - val_loss["b"]) > 1e-3, val_loss

@@ -60,7 +60,9 @@ def build_parser() -> cli.Parser:
     cli.add_config_flags(g, names=["precision"], unset=True,
                          help_suffix=" (every trial; default: the space's, else auto)")
     g.add_argument("--cpus_per_trial", "--cpus-per-trial", type=cli.positive_int, default=1, help="CPU threads of a trial's training loop; a trial also gets one CPU per DataLoader worker")
-    g.add_argument("--seed", type=cli.nonnegative_int, default=0, help="seed of the sampler")
+    g.add_argument("--seed", type=cli.nonnegative_int, default=0,
+                   help="seed of the sampler and of every trial's training (weights, batch "
+                   "order, dropout; a seed the space fixes wins)")
     g.add_argument("--searcher", choices=SEARCHERS, default="tpe", help="Optuna sampler: TPE, a Gaussian process (gp) or random search")
     g.add_argument("--startup_trials", "--startup-trials", type=cli.positive_int, help="TPE and gp: trials sampled at random before the sampler models the results (default: half of --num_samples, 2 to 10)")
     g.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha: stop hopeless trials early; fifo: run every trial to max_epochs")
@@ -115,9 +117,11 @@ def latest_search(results_dir: Path, space: str) -> Path:
 
 
 def fixed_config(args: argparse.Namespace, space: spaces.SearchSpace) -> dict:
-    """The config every trial shares: the space's fixed values, epochs and data fraction."""
+    """The config every trial shares: the space's fixed values, epochs and data fraction, and
+    the search's seed as every trial's training seed (unless the space fixes one), so that
+    two searches with different seeds are two draws of the training as well as the sampler."""
     d = space.defaults
-    fixed = {**d.fixed, "max_epochs": args.max_epochs or d.max_epochs,
+    fixed = {"seed": args.seed, **d.fixed, "max_epochs": args.max_epochs or d.max_epochs,
              "data_fraction": args.data_fraction or d.data_fraction}
     if args.precision:
         fixed["precision"] = args.precision
