@@ -82,3 +82,18 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def environment_restored(names: tuple[str, ...]) -> Iterator[None]:
+    """After the block, the environment variables ``names`` are as they were before it (set
+    to their old value, or removed), whatever the block or a library it called did to them."""
+    before = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -29,6 +29,7 @@ from textsearch.data import load_bundle
 from textsearch.devices import gpu_problem
 from textsearch.errors import UserError
 from textsearch.live import LiveView
+from textsearch.paths import environment_restored
 from textsearch.record import SPACE_COPY, SearchSettings, record_run, trial_dir_name
 from textsearch.study import create_study, default_startup_trials, has_study, make_sampler
 from textsearch.summary import summarize, write_summary
@@ -137,18 +138,10 @@ def ray_environment() -> Iterator[None]:
     :func:`use_token_auth` sets it) are in this process's environment; after it, the
     environment is as it was, so a search run in a process (a notebook, a benchmark) leaves
     no setting behind."""
-    names = (*RAY_SETTINGS, "RAY_AUTH_MODE")
-    before = {name: os.environ.get(name) for name in names}
-    for name, value in RAY_SETTINGS.items():
-        os.environ.setdefault(name, value)
-    try:
+    with environment_restored((*RAY_SETTINGS, "RAY_AUTH_MODE")):
+        for name, value in RAY_SETTINGS.items():
+            os.environ.setdefault(name, value)
         yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def init_ray(address: str | None) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 import time
 import warnings
@@ -41,6 +40,7 @@ from textsearch.models.ctc import label_tokens, min_steps
 from textsearch.models.errors import ModelConfigError
 from textsearch.models.line_cnn import LineCNN
 from textsearch.models.mlp import MLP
+from textsearch.paths import environment_restored
 
 
 @contextlib.contextmanager
@@ -256,17 +256,9 @@ def seeded(seed: int) -> Iterator[None]:
     """Lightning's ``seed_everything`` for one run.  It keeps the seed in the environment
     (``PL_GLOBAL_SEED``, ``PL_SEED_WORKERS``: how DataLoader workers find it); after the
     run those are as they were, so a run in a notebook or a test leaves no setting behind."""
-    names = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
-    before = {name: os.environ.get(name) for name in names}
-    pl.seed_everything(seed, workers=True, verbose=False)
-    try:
+    with environment_restored(("PL_GLOBAL_SEED", "PL_SEED_WORKERS")):
+        pl.seed_everything(seed, workers=True, verbose=False)
         yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def train_seeded(cfg: TrainConfig, run_dir: Path, bundle: DataBundle | None,
