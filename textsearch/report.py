@@ -20,7 +20,7 @@ from textsearch import cli
 from textsearch.errors import UserError, cli_entry
 from textsearch.plots import PLOTS, SearchData, load_search
 from textsearch.record import REPORT_FILE, plot_file
-from textsearch.summary import headline_test, trials_table
+from textsearch.summary import cell, headline_test, trials_table
 
 CAPTIONS = {
     "best_vs_time": "Best metric so far against wall time",
@@ -95,7 +95,7 @@ def render(data: SearchData, images: dict[str, bytes]) -> str:
     rows = []
     for _, r in table.iterrows():
         cls = " class='best'" if r["trial_id"] == best_id else ""
-        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r.values)
+        cells = "".join(f"<td>{html.escape(cell(v))}</td>" for v in r.values)
         rows.append(f"<tr{cls}>{cells}</tr>")
     parts.append(f"<table id='trials'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}"
                  "</tbody></table>")
@@ -104,14 +104,6 @@ def render(data: SearchData, images: dict[str, bytes]) -> str:
     parts.append(CHECK_SCRIPT)
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def write_report(search_dir: str | Path) -> Path:

@@ -266,7 +266,9 @@ def format_summary(summary: dict[str, Any], top: int = 10) -> str:
 
 
 def fold(line: str, width: int = TABLE_WIDTH) -> str:
-    """A line longer than ``width`` folded at spaces, its next lines indented."""
+    """A line longer than ``width`` folded at spaces, its next lines indented; a word longer
+    than that (a path) stays whole, so it can still be copied."""
     if len(line) <= width:
         return line
-    return "\n".join(textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False))
+    return "\n".join(textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False,
+                                   break_long_words=False))
