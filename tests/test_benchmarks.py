@@ -10,6 +10,15 @@ import pytest
 
 from benchmarks import accuracy, data_path, gpu, lines, run, search_quality, tpe_startup, warm_start
 from benchmarks.common import FULL, QUICK, settings_for
+from tests.synthetic import write_emnist
+
+
+@pytest.fixture
+def small_emnist(tmp_path, monkeypatch) -> None:
+    """A smaller EMNIST than the session's, for the items that train in bf16-mixed: on a CPU
+    without native bf16 it is emulated, several times slower than fp32."""
+    write_emnist(tmp_path / "small" / "downloaded" / "emnist", n_train=200, n_test=60)
+    monkeypatch.setenv("TEXTSEARCH_DATA_DIR", str(tmp_path / "small"))
 
 
 def test_data_path_and_lines_items_produce_a_table():
@@ -36,17 +45,17 @@ def test_epochs_to_reach_orders_reports_by_time(tmp_path):
 
 
 def test_search_quality_and_accuracy_items_run_end_to_end(tmp_path):
-    """Each arm of the search-quality item as a user runs it (2 tiny budgets' worth: one
-    budget, two seeds), and a time-boxed search + retraining, on synthetic EMNIST."""
+    """Each arm of the search-quality item as a user runs it (one tiny budget, one seed),
+    and a time-boxed search + retraining, on synthetic EMNIST."""
     mode = dataclasses.replace(
-        QUICK, quality_seeds=2, quality_budgets=((2, 2, 1.0),), accuracy_budget_s=40,
+        QUICK, quality_seeds=1, quality_budgets=((2, 2, 1.0),), accuracy_budget_s=40,
         accuracy_fraction=1.0, accuracy_epochs=1, retrain_epochs=2, retrain_budget_s=15,
         retrain_fraction=1.0)
     res = {"search_quality": search_quality.run(mode, tmp_path / "work", plots=tmp_path),
            "accuracy": accuracy.run(mode, tmp_path / "work")}
     assert (tmp_path / "search_quality_2x2_quick.png").stat().st_size > 0
     r = res["search_quality"]["2x2"]
-    assert r["seeds"] == [0, 1] and r["arms"] == list(search_quality.ARMS)
+    assert r["seeds"] == [0] and r["arms"] == list(search_quality.ARMS)
     for seed in r["per_seed"]:
         for arm, a in seed["arms"].items():
             # every arm's epochs and best, counted here from what it wrote
@@ -82,7 +91,7 @@ def test_retraining_epochs_fit_the_time_budget():
     assert accuracy.retrain_epochs(mode, samples_per_s=1, train_size=20_000) == 1  # at least one
 
 
-def test_gpu_item_measures_concurrent_trials_and_their_devices(tmp_path):
+def test_gpu_item_measures_concurrent_trials_and_their_devices(tmp_path, small_emnist):
     """The GPU-sharing item's own code, run on the CPU; on a machine without CUDA the real
     item says it was not measured."""
     import torch
@@ -243,7 +252,7 @@ def test_memory_format_item_compares_both_formats():
     assert "channels_last / NCHW" in "\n".join(memory_format.rows(res))
 
 
-def test_precision_item_trains_each_config_in_both_precisions(tmp_path):
+def test_precision_item_trains_each_config_in_both_precisions(tmp_path, small_emnist):
     from benchmarks import precision
 
     mode = dataclasses.replace(QUICK, reps=1, fixed_samples=1, fusion_seconds=0.4,
