@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from textsearch.cluster import token_available, use_token_auth
 from textsearch.record import SearchSettings
-from textsearch.search import (
-    default_concurrency,
-    default_gpus_per_trial,
-    token_available,
-    trial_resources,
-    use_token_auth,
-)
+from textsearch.search import default_concurrency, default_gpus_per_trial, trial_resources
 
 SPACES = Path(__file__).parent / "spaces"
 
