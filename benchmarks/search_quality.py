@@ -105,15 +105,21 @@ def budget_name(budget: tuple[int, int, float]) -> str:
     return f"{budget[0]}x{budget[1]}"
 
 
+def arm_order(names: list[str], seed: int) -> list[str]:
+    """The order the arms run in for one seed: rotated by one from seed to seed, so no arm
+    always runs first (on a warm or a tired machine)."""
+    k = seed % len(names)
+    return names[k:] + names[:k]
+
+
 def run_budget(budget: tuple[int, int, float], seeds: int, results: Path,
                arms: dict[str, list[str] | None], first_seed: int = 0) -> dict:
     name_of_budget = budget_name(budget)
     names = list(arms)
     per_seed = []
     for seed in range(first_seed, first_seed + seeds):
-        k = seed % len(names)
         runs = {}
-        for arm in names[k:] + names[:k]:  # the order rotates from seed to seed
+        for arm in arm_order(names, seed):
             name = f"quality-{name_of_budget}-{arm}-{seed}"
             print(f"[search_quality] {name_of_budget} seed {seed}: {arm}", file=sys.stderr,
                   flush=True)

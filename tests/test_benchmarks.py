@@ -44,6 +44,18 @@ def test_epochs_to_reach_orders_reports_by_time(tmp_path):
     assert warm_start.epochs_to_reach(tmp_path, 0.9) is None
 
 
+def test_arms_take_turns_running_first():
+    names = ["textsearch", "random", "plain"]
+    orders = [search_quality.arm_order(names, seed) for seed in range(4)]
+    assert orders[0] == names
+    assert orders[1] == ["random", "plain", "textsearch"]
+    assert orders[2] == ["plain", "textsearch", "random"]
+    assert orders[3] == names
+    # over any 3 consecutive seeds each arm runs first once, and every seed runs all arms
+    assert sorted(o[0] for o in orders[1:4]) == sorted(names)
+    assert all(sorted(o) == sorted(names) for o in orders)
+
+
 def test_search_quality_and_accuracy_items_run_end_to_end(tmp_path):
     """Each arm of the search-quality item as a user runs it (one tiny budget, one seed),
     and a time-boxed search + retraining, on synthetic EMNIST."""

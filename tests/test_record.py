@@ -6,7 +6,6 @@ Real searches (Ray Tune, Optuna journal, Lightning) on tiny synthetic EMNIST.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import REPO, run_main, started
+from textsearch.record import read_progress
 from textsearch.study import load_study
 from textsearch.tune import main as tune_main
 
@@ -27,7 +27,7 @@ SPACES = Path(__file__).parent / "spaces"
 
 def epochs_on_disk(search: Path) -> dict[str, list[int]]:
     """The epochs each trial folder logged, read from its progress.csv."""
-    return {f.parent.name: [int(r["epoch"]) for r in csv.DictReader(f.open())]
+    return {f.parent.name: [int(r["epoch"]) for r in read_progress(f)]
             for f in search.glob("trial_*/progress.csv")}
 
 

@@ -1,8 +1,8 @@
 """The Ray cluster a search runs on: connecting to it and Ray's settings for a search.
 
-:func:`init_ray` starts Ray on this machine, or connects to ``--address`` the way
-``--address auto`` would (token authentication where the machine holds a token), after a
-fast check that the address answers; :func:`ray_environment` sets Ray's and Tune's settings
+:func:`init_ray` starts Ray on this machine, or connects to ``--address`` after a fast
+check that the address answers (for ``host:port``, with token authentication where the
+machine holds a token, as ``--address auto`` would; a ``ray://`` address is left to Ray); :func:`ray_environment` sets Ray's and Tune's settings
 for one search and puts the environment back afterwards; :func:`cluster_resources` says what
 the cluster holds.  Ray is imported only inside :func:`init_ray` and after it: Ray reads its
 authentication mode when it is imported, so :func:`use_token_auth` must come first.
@@ -102,6 +102,7 @@ def ray_environment() -> Iterator[None]:
 
 
 def init_ray(address: str | None) -> None:
+    """Start Ray on this machine (``address`` None) or connect to the cluster at ``address``."""
     if address:
         check_address(address)
         use_token_auth(address)  # before Ray is imported: it reads RAY_AUTH_MODE then
@@ -131,6 +132,7 @@ def init_ray(address: str | None) -> None:
 
 
 def cluster_resources() -> tuple[float, float]:
+    """The CPUs and GPUs the connected cluster holds (call after :func:`init_ray`)."""
     import ray
 
     res = ray.cluster_resources()
