@@ -136,8 +136,9 @@ def summarize(budget: tuple[int, int, float], per_seed: list[dict], names: list[
         out[arm] = {k: stats([s["arms"][arm][k] for s in per_seed
                               if s["arms"][arm][k] is not None])
                     for k in ("best_val_acc", "test_acc", "epochs", "wall_s")}
+    # one seed has no seed-to-seed spread: no difference is called larger than it
     spread = {arm: statistics.pstdev([s["arms"][arm]["best_val_acc"] for s in per_seed])
-              for arm in names}
+              if len(per_seed) > 1 else None for arm in names}
     out["spread"] = spread
     # every textsearch arm (the shipped one and candidates) against each reference arm
     out["versus"] = {arm: {ref: compare(per_seed, arm, ref, spread[ref])
@@ -146,14 +147,15 @@ def summarize(budget: tuple[int, int, float], per_seed: list[dict], names: list[
     return out
 
 
-def compare(per_seed: list[dict], arm: str, ref: str, ref_spread: float) -> dict:
+def compare(per_seed: list[dict], arm: str, ref: str, ref_spread: float | None) -> dict:
     """``arm`` against ``ref``, seed by seed: best val_acc difference, epoch and wall ratios,
     and in how many seeds ``arm`` was at or ahead of ``ref`` when ``arm``'s command ended."""
     pairs = [(s["arms"][arm], s["arms"][ref]) for s in per_seed]
     diff = [a["best_val_acc"] - b["best_val_acc"] for a, b in pairs]
     at_end = [(a["best_val_acc"], best_at(b["curve"], a["wall_s"])) for a, b in pairs]
     return {"val_acc_diff": stats(diff), "per_seed_diff": diff,
-            "larger_than_spread": abs(statistics.median(diff)) > ref_spread,
+            "larger_than_spread": (None if ref_spread is None
+                                   else abs(statistics.median(diff)) > ref_spread),
             "epoch_ratio": stats([a["epochs"] / b["epochs"] for a, b in pairs]),
             "wall_ratio": stats([a["wall_s"] / b["wall_s"] for a, b in pairs]),
             "ahead_at_equal_wall": sum(b is None or a >= b for a, b in at_end)}
@@ -255,11 +257,16 @@ def section(res: dict) -> list[str]:
         for arm, versus in r.get("versus", {}).items():
             for other, v in versus.items():
                 per = ", ".join(f"{d:+.3f}" for d in v["per_seed_diff"])
+                if v["larger_than_spread"] is None:
+                    spread = "one seed: no seed-to-seed spread to compare it with"
+                else:
+                    spread = (f"{other}'s seed-to-seed standard deviation "
+                              f"{r['spread'][other]:.3f}: the median difference is "
+                              f"{'larger' if v['larger_than_spread'] else 'not larger'} than "
+                              "that spread")
                 lines.append(
                     f"\n{arm} - {other}: best val_acc {fmt(v['val_acc_diff'], 3)} (per seed {per}; "
-                    f"{other}'s seed-to-seed standard deviation {r['spread'][other]:.3f}: the "
-                    f"median difference is {'larger' if v['larger_than_spread'] else 'not larger'}"
-                    f" than that spread); epochs {fmt(v['epoch_ratio'], 2)}x, wall "
+                    f"{spread}); epochs {fmt(v['epoch_ratio'], 2)}x, wall "
                     f"{fmt(v['wall_ratio'], 2)}x; at or ahead of {other} when {arm} ended in "
                     f"{v['ahead_at_equal_wall']} of {len(r['per_seed'])} seeds.")
     return lines

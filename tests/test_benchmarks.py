@@ -56,6 +56,33 @@ def test_arms_take_turns_running_first():
     assert all(sorted(o) == sorted(names) for o in orders)
 
 
+def quality_arm(best: float, epochs: int, wall: float) -> dict:
+    return {"dir": "x", "best_val_acc": best, "test_acc": best - 0.01, "epochs": epochs,
+            "wall_s": wall, "curve": [(wall / 2, best - 0.05), (wall, best)]}
+
+
+def test_one_seed_has_no_spread_to_call_a_difference_larger_than():
+    names = [search_quality.TEXTSEARCH, search_quality.RANDOM]
+    one = [{"seed": 0, "arms": {"textsearch": quality_arm(0.813, 96, 750),
+                                "random": quality_arm(0.810, 180, 773)}}]
+    r = search_quality.summarize((30, 6, 0.1), one, names)
+    v = r["versus"]["textsearch"]["random"]
+    assert r["spread"]["random"] is None and v["larger_than_spread"] is None
+    assert v["epoch_ratio"]["median"] == pytest.approx(96 / 180)
+    text = "\n".join(search_quality.section({"30x6": r}))
+    assert "one seed: no seed-to-seed spread" in text and "larger than" not in text
+
+    # two seeds: random's bests 0.810 and 0.790 spread by 0.010 (population std, by hand);
+    # textsearch's differences +0.003 and +0.030, median 0.0165 > 0.010
+    two = one + [{"seed": 1, "arms": {"textsearch": quality_arm(0.820, 90, 700),
+                                      "random": quality_arm(0.790, 180, 760)}}]
+    r = search_quality.summarize((30, 6, 0.1), two, names)
+    assert r["spread"]["random"] == pytest.approx(0.010)
+    assert r["versus"]["textsearch"]["random"]["larger_than_spread"] is True
+    assert "the median difference is larger than that spread" in "\n".join(
+        search_quality.section({"30x6": r}))
+
+
 def test_search_quality_and_accuracy_items_run_end_to_end(tmp_path):
     """Each arm of the search-quality item as a user runs it (one tiny budget, one seed),
     and a time-boxed search + retraining, on synthetic EMNIST."""
