@@ -178,7 +178,7 @@ def plot(r: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     seeds = r["per_seed"]
-    fig, axes = plt.subplots(1, len(seeds), figsize=(4.2 * len(seeds), 3.6), squeeze=False,
+    fig, axes = plt.subplots(1, len(seeds), figsize=(max(4.2 * len(seeds), 7.0), 3.6), squeeze=False,
                              sharey=True)
     for ax, s in zip(axes.flat, seeds):
         for arm in r["arms"]:
