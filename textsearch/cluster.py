@@ -137,5 +137,3 @@ def cluster_resources() -> tuple[float, float]:
 
     res = ray.cluster_resources()
     return float(res.get("CPU", 1)), float(res.get("GPU", 0))
-
-
