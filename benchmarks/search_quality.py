@@ -178,8 +178,8 @@ def plot(r: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     seeds = r["per_seed"]
-    fig, axes = plt.subplots(1, len(seeds), figsize=(max(4.2 * len(seeds), 7.0), 3.6), squeeze=False,
-                             sharey=True)
+    width = max(4.2 * len(seeds), 7.0)  # one seed's panel still holds the title
+    fig, axes = plt.subplots(1, len(seeds), figsize=(width, 3.6), squeeze=False, sharey=True)
     for ax, s in zip(axes.flat, seeds):
         for arm in r["arms"]:
             curve = s["arms"][arm]["curve"]

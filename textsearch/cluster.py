@@ -2,10 +2,11 @@
 
 :func:`init_ray` starts Ray on this machine, or connects to ``--address`` after a fast
 check that the address answers (for ``host:port``, with token authentication where the
-machine holds a token, as ``--address auto`` would; a ``ray://`` address is left to Ray); :func:`ray_environment` sets Ray's and Tune's settings
-for one search and puts the environment back afterwards; :func:`cluster_resources` says what
-the cluster holds.  Ray is imported only inside :func:`init_ray` and after it: Ray reads its
-authentication mode when it is imported, so :func:`use_token_auth` must come first.
+machine holds a token, as ``--address auto`` would; a ``ray://`` address is left to Ray);
+:func:`ray_environment` sets Ray's and Tune's settings for one search and puts the
+environment back afterwards; :func:`cluster_resources` says what the cluster holds.  Ray
+is imported only inside :func:`init_ray` and after it: Ray reads its authentication mode
+when it is imported, so :func:`use_token_auth` must come first.
 """
 
 from __future__ import annotations
