@@ -6,6 +6,8 @@ import dataclasses
 import io
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -281,3 +283,18 @@ def test_auto_precision_is_what_lightning_runs_and_what_is_recorded(tmp_path):
     content = ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hp = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
     assert hp["precision"].string_value == expected
+
+
+def test_lightning_info_lines_stay_quiet_when_lightning_is_imported_after_the_command_starts():
+    """The search's driver quiets Lightning at its start and imports it only at the end, to
+    test the best checkpoint: Lightning's import must not bring its info lines back."""
+    code = ("from textsearch import cli; cli.quiet_library_logs()\n"
+            "import logging, pytorch_lightning as pl\n"
+            "pl.Trainer(accelerator='cpu', logger=False, enable_checkpointing=False)\n"
+            "logging.getLogger('pytorch_lightning').warning('a warning still shows')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "a warning still shows" in out
+    assert "GPU available" not in out and "Tip" not in out, out

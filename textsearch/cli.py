@@ -185,11 +185,17 @@ def given_options(prog: str, argv: list[str] | None, config_cls: type = TrainCon
     return set(vars(known))
 
 
-LIBRARY_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
+# Lightning's package loggers, and the ones its info lines ("GPU available", tips) are logged
+# through: importing Lightning sets its package loggers back to INFO, so a command that
+# imports it later (the search's driver, to test the best checkpoint) keeps quiet only
+# through the rank_zero loggers, whose level the import leaves alone.
+LIBRARY_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric",
+                   "pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
 
 
 def quiet_library_logs() -> None:
     """A command's output is its own: Lightning's info lines (devices found, model summary
-    hints) are not shown, its warnings are.  Called by the commands, not on import."""
+    hints) are not shown, its warnings are, whether Lightning is imported before this call or
+    after it.  Called by the commands, not on import."""
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
