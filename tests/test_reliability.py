@@ -28,22 +28,47 @@ def progress_rows(search: Path) -> dict[str, int]:
 
 
 def start_search(results: Path, name: str, *extra: str, space: str = "slow.py") -> subprocess.Popen:
+    """The search in a session of its own, so that :func:`power_cut` can stop all of it."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = (results / f"{name}.log").open("w")
     return subprocess.Popen(
         [sys.executable, "-m", "textsearch.tune", "--space", str(SPACES / space),
          "--results_dir", str(results), "--name", name, "--max_concurrent", "1", "--no_report",
-         *extra], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+         *extra], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        start_new_session=True)
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
+def power_cut(proc: subprocess.Popen) -> None:
+    """SIGKILL to the driver and to every process it started (Ray's GCS, raylet and trial
+    workers, each in a process group of its own but all in the driver's session) at once:
+    the files stay as they were at that instant, as when a machine loses power."""
+    import psutil
+
+    while doomed := [p for p in psutil.process_iter() if _in_session(p.pid, proc.pid)]:
+        for p in doomed:  # again while one of them had started another meanwhile
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(doomed, timeout=30)
+    proc.wait()
+
+
+def _in_session(pid: int, session: int) -> bool:
+    try:
+        return os.getsid(pid) == session
+    except OSError:  # gone, or not ours to ask
+        return False
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240, poll_s: float = 0.2) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return
         if proc.poll() is not None:
             raise AssertionError(f"search ended early with code {proc.returncode}")
-        time.sleep(0.2)
+        time.sleep(poll_s)
     proc.kill()
     raise AssertionError("timed out waiting for the search")
 
@@ -165,18 +190,11 @@ def test_epoch_checkpointed_but_never_logged_is_reported_on_resume(tmp_path):
 
     proc = start_search(tmp_path, "u")
     search = tmp_path / "u"
-    wait_for(lambda: any(2 <= n < 4 and latest_epoch(t) == n
-                         for t, n in progress_rows(search).items()), proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    # its trial worker may finish the epoch it is in: wait until nothing changes
-    state, deadline = None, time.time() + 60
-    while time.time() < deadline:
-        now = (progress_rows(search), {t: latest_epoch(t) for t in progress_rows(search)})
-        if now == state:
-            break
-        state = now
-        time.sleep(3)
+    # epoch 2 logged and kept; the power cut comes before that trial's last epoch (4): the
+    # poll is quick and at most one more epoch ends before the cut
+    wait_for(lambda: any(n == 2 and latest_epoch(t) == 2
+                         for t, n in progress_rows(search).items()), proc, poll_s=0.02)
+    power_cut(proc)
     cut = []
     for t, n in progress_rows(search).items():
         if 2 <= n < 4 and latest_epoch(t) == n:  # drop the epoch's row: never logged
@@ -184,7 +202,7 @@ def test_epoch_checkpointed_but_never_logged_is_reported_on_resume(tmp_path):
             (search / t / "progress.csv").write_text("".join(lines[:-1]))
         if 2 <= latest_epoch(t) < 4 and progress_rows(search)[t] == latest_epoch(t) - 1:
             cut.append(t)
-    assert cut
+    assert cut, (progress_rows(search), {t: latest_epoch(t) for t in progress_rows(search)})
     done = resume(tmp_path, "u")
     assert done.returncode == 0, done.stderr[-3000:]
     for t in cut:
