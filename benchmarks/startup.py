@@ -123,8 +123,8 @@ def run(mode: Mode, results: Path) -> dict:
 
 def rows(r: dict) -> list[str]:
     """This item's rows of the results table."""
-    def row(label: str, s: dict, target: float) -> str:
-        return (f"| `smoke` search: {label} | {fmt(s, 1)} s | <= {target:g} s | "
+    def row(label: str, s: dict, target: float, digits: int = 1) -> str:
+        return (f"| `smoke` search: {label} | {fmt(s, digits)} s | <= {target:g} s | "
                 f"{'yes' if s['median'] <= target else 'no'} |")
 
     if "first_batch_s" not in r:  # results saved before this item measured the timeline
@@ -135,7 +135,7 @@ def rows(r: dict) -> list[str]:
              + "; ".join(f"{k} {fmt(v, 2)} s" for k, v in quick.items())
              + f" | < 1.5 s | {'yes' if slowest < 1.5 else 'no'} |"] if quick else []) + [
             row("command to the first trial's first batch", r["first_batch_s"], 6),
-            row("a trial's end to the next trial's first batch", r["gap_s"], 1),
+            row("a trial's end to the next trial's first batch", r["gap_s"], 1, digits=2),
             row("the last trial's end to the printed summary", r["wrap_up_s"], 5),
             f"| `smoke` search: total wall time | {fmt(r['smoke_total_seconds'], 1)} s | - | - |"]
 
