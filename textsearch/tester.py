@@ -113,11 +113,15 @@ def clear_test_claims(search_dir: Path) -> None:
 
 class TailTest(Callback):
     """Tests the best in a driver thread (one CPU thread, or the driver's GPU) when a trial
-    that ends at the search's tail frees a slot that nothing takes; a best already tested,
-    or being tested, is not tested again, so only a new best is."""
+    stopped before its last epoch (by ASHA, or the search's stopper) frees a slot at the
+    search's tail that nothing takes; a best already tested, or being tested, is not tested
+    again, so only a new best is.  A trial that ran to its last epoch tested the best there
+    itself, and a newer best is its own trial's to test: the driver leaves both alone (it
+    would otherwise race that trial, between its logging the epoch and claiming the test)."""
 
-    def __init__(self, search_dir: Path, bundle, searcher) -> None:
+    def __init__(self, search_dir: Path, bundle, searcher, max_epochs: int) -> None:
         self.search_dir, self.bundle, self.searcher = Path(search_dir), bundle, searcher
+        self.max_epochs = max_epochs
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.again = False
@@ -126,6 +130,8 @@ class TailTest(Callback):
         s = self.searcher
         if s is None or s.asked < s.num_samples or s.unfinished:
             return  # trials are still to come: the freed slot takes one
+        if (trial.last_result or {}).get("epoch", 0) >= self.max_epochs:
+            return  # it ran to its last epoch, where it tested the best so far
         others = [t.status for t in trials if t is not trial]
         if "PENDING" in others:
             return  # a trial waits for the freed slot (queued, or retried after an error)
@@ -152,7 +158,7 @@ class TailTest(Callback):
         return {}  # Ray pickles its callbacks with the run: a copy tests nothing, holds no path
 
     def __setstate__(self, state: dict) -> None:
-        self.searcher = None
+        self.searcher, self.max_epochs = None, 0
         self.lock, self.thread, self.again = threading.Lock(), None, False
 
     def wait(self) -> None:
