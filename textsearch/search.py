@@ -292,8 +292,7 @@ def search_with_ray(settings: SearchSettings, space: SearchSpace, resume: bool,
             searcher.enqueue_first(*first)
     settings.save()
     guard = SearchGuard(str(settings.search_dir), searcher)
-    tail = TailTest(settings.search_dir, bundle, searcher,  # tests on slots freed at the tail
-                    settings.max_epochs)
+    tail = TailTest(settings.search_dir, bundle, searcher)  # tests on slots freed at the tail
     clear_test_claims(settings.search_dir)  # no one tests yet: a claim left is a killed tester's
     concurrency = settings.max_concurrent or default_concurrency(settings, total_cpus, total_gpus)
     tuner = tune.Tuner(

@@ -119,9 +119,8 @@ class TailTest(Callback):
     itself, and a newer best is its own trial's to test: the driver leaves both alone (it
     would otherwise race that trial, between its logging the epoch and claiming the test)."""
 
-    def __init__(self, search_dir: Path, bundle, searcher, max_epochs: int) -> None:
+    def __init__(self, search_dir: Path, bundle, searcher) -> None:
         self.search_dir, self.bundle, self.searcher = Path(search_dir), bundle, searcher
-        self.max_epochs = max_epochs
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.again = False
@@ -130,7 +129,7 @@ class TailTest(Callback):
         s = self.searcher
         if s is None or s.asked < s.num_samples or s.unfinished:
             return  # trials are still to come: the freed slot takes one
-        if (trial.last_result or {}).get("epoch", 0) >= self.max_epochs:
+        if (trial.last_result or {}).get("epoch", 0) >= s.max_epochs:
             return  # it ran to its last epoch, where it tested the best so far
         others = [t.status for t in trials if t is not trial]
         if "PENDING" in others:
@@ -158,7 +157,7 @@ class TailTest(Callback):
         return {}  # Ray pickles its callbacks with the run: a copy tests nothing, holds no path
 
     def __setstate__(self, state: dict) -> None:
-        self.searcher, self.max_epochs = None, 0
+        self.searcher = None
         self.lock, self.thread, self.again = threading.Lock(), None, False
 
     def wait(self) -> None:
